@@ -1,0 +1,65 @@
+"""The ``run.pt`` checkpoint format ("unit-eval/1"), always loaded with ``weights_only=True``.
+
+Layout: ``format`` = "unit-eval/1", ``model`` in {"tunit", "funit", "unit"}, ``config`` (plain constructor
+arguments), ``state_dict`` (inference networks, EMA weights), ``meta`` (iterations, dataset, class names,
+seed, unit-eval version, time). Only plain containers, numbers, strings and tensors: no pickled code.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .cache import atomic_torch_save, sha256_file
+from .errors import UnitEvalError
+
+FORMAT = "unit-eval/1"
+MODELS = ("tunit", "funit", "unit")
+
+
+def save_run(path: str | os.PathLike, *, model: str, config: dict, state_dict: dict, meta: dict) -> Path:
+    if model not in MODELS:
+        raise UnitEvalError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    meta = dict(meta)
+    meta.setdefault("unit_eval_version", __version__)
+    meta.setdefault("time", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    payload = {
+        "format": FORMAT,
+        "model": model,
+        "config": dict(config),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
+        "meta": meta,
+    }
+    atomic_torch_save(payload, path)
+    return Path(path)
+
+
+def load_run(path: str | os.PathLike) -> dict:
+    """Load and validate a run.pt; every failure is a one-line ``UnitEvalError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnitEvalError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnitEvalError(
+            f"{path} is not a loadable unit-eval checkpoint (refused or unreadable with weights_only=True: {first[:160]})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        hint = ""
+        if isinstance(payload, dict) and any(k.endswith("_state_dict") for k in payload):
+            hint = " (looks like an official TUNIT .ckpt: use unit_eval.baselines.tunit.adapter.from_official_ckpt)"
+        raise UnitEvalError(f"{path}: expected format {FORMAT!r}, found {found!r}{hint}")
+    if payload.get("model") not in MODELS:
+        raise UnitEvalError(f"{path}: unknown model {payload.get('model')!r}; expected one of {', '.join(MODELS)}")
+    for key in ("config", "state_dict", "meta"):
+        if not isinstance(payload.get(key), dict):
+            raise UnitEvalError(f"{path}: checkpoint lacks the {key!r} dict")
+    payload["sha256"] = sha256_file(path)
+    return payload

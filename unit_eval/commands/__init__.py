@@ -1,0 +1,1 @@
+"""Click commands, one module per area, registered lazily in ``unit_eval.cli.COMMANDS``."""

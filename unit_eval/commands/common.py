@@ -1,0 +1,34 @@
+"""Shared CLI helpers: JSON on stdout, everything else on stderr."""
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+
+def _clean(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):
+        return _clean(obj.item())
+    return obj
+
+
+def emit(result: dict, as_json: bool, human: str | None = None) -> None:
+    """``--json``: exactly one JSON object on stdout; otherwise a human summary on stdout."""
+    if as_json:
+        click.echo(json.dumps(_clean(result), sort_keys=False))
+    else:
+        click.echo(human if human is not None else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+def info(message: str) -> None:
+    click.echo(message, err=True)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")

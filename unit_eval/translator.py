@@ -1,0 +1,69 @@
+"""The Translator interface protocols need from a model, and how models are obtained.
+
+A translator has ``image_size`` (int), ``num_domains`` (int or None) and
+``translate(source, reference) -> images`` on float tensors B x 3 x H x W in [-1, 1]. Optional:
+``style(images) -> B x D codes``, ``cluster(images) -> B ids``, ``translate_to_domain(source, domain)``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .errors import UnitEvalError
+
+
+@runtime_checkable
+class Translator(Protocol):
+    image_size: int
+    num_domains: int | None
+
+    def translate(self, source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor: ...
+
+
+OPTIONAL_METHODS = ("style", "cluster", "translate_to_domain")
+
+
+def require(model, method: str, protocol: str):
+    """Return ``model.<method>`` or raise a clear error naming the protocol that needs it."""
+    fn = getattr(model, method, None)
+    if not callable(fn):
+        raise UnitEvalError(
+            f"protocol {protocol!r} needs the model's {method}() method, which {type(model).__name__} does not provide"
+        )
+    return fn
+
+
+def load_checkpoint_translator(path: str | os.PathLike, device: torch.device | str = "cpu"):
+    """Rebuild the bundled baseline stored in a run.pt and return its Translator (eval mode)."""
+    from .checkpoint import load_run
+
+    run = load_run(path)
+    module = importlib.import_module(f"unit_eval.baselines.{run['model']}.adapter")
+    translator = module.from_run(run, torch.device(device))
+    translator.ckpt_sha256 = run["sha256"]
+    return translator
+
+
+def load_user_model(spec: str, device: torch.device | str = "cpu"):
+    """``module:factory`` -> factory(device=...) or factory(); must return a Translator."""
+    if ":" not in spec:
+        raise UnitEvalError(f"--model expects 'module:factory', got {spec!r}")
+    module_name, factory_name = spec.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UnitEvalError(f"cannot import model module {module_name!r}: {exc}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise UnitEvalError(f"{module_name!r} has no callable {factory_name!r}")
+    try:
+        model = factory(device=torch.device(device))
+    except TypeError:
+        model = factory()
+    missing = [a for a in ("image_size", "num_domains", "translate") if not hasattr(model, a)]
+    if missing:
+        raise UnitEvalError(f"{spec} returned {type(model).__name__}, which lacks {', '.join(missing)} (Translator interface)")
+    return model
