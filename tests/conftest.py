@@ -1,0 +1,57 @@
+"""Shared fixtures: real images (scikit-learn digits, scikit-image photos) written as folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_REFERENCE = SHARED / "reference"
+
+
+def shared_reference() -> Path:
+    """../shared/reference next to the checkout; tests that need it skip where it is absent."""
+    if not SHARED_REFERENCE.is_dir():
+        pytest.skip("../shared/reference is absent (only present in the project's workspace)")
+    return SHARED_REFERENCE
+
+
+def write_digits(root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int = 0, size: int = 32) -> Path:
+    """scikit-learn's handwritten digits as class folders of RGB PNGs upscaled to size x size."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for c in classes:
+        folder = root / str(c)
+        folder.mkdir(parents=True, exist_ok=True)
+        idx = np.flatnonzero(digits.target == c)[offset : offset + per_class]
+        for j, i in enumerate(idx):
+            img = (digits.images[i] * (255.0 / 16.0)).round().astype(np.uint8)
+            Image.fromarray(img, mode="L").resize((size, size), Image.BICUBIC).convert("RGB").save(folder / f"{j:03d}.png")
+    return root
+
+
+def photo_arrays(size: int = 96) -> list[np.ndarray]:
+    import skimage.data
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "retina"]
+    out = []
+    for name in names:
+        img = getattr(skimage.data, name)()
+        if img.ndim == 2:
+            img = np.stack([img] * 3, axis=-1)
+        out.append(np.asarray(Image.fromarray(img[..., :3]).resize((size, size), Image.BICUBIC)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_real(tmp_path_factory) -> Path:
+    return write_digits(tmp_path_factory.mktemp("digits_real"), per_class=12, offset=0)
+
+
+@pytest.fixture(scope="session")
+def digits_fake(tmp_path_factory) -> Path:
+    return write_digits(tmp_path_factory.mktemp("digits_fake"), per_class=10, offset=40)

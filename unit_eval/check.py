@@ -1,0 +1,179 @@
+"""Regression gate: compare new result rows with baseline rows, direction-aware.
+
+Each (protocol, metric, class) is reduced to its mean over seeds (see :func:`unit_eval.tables.aggregate`).
+A value is a regression when it is worse than the baseline by more than ``max(atol, rtol * |baseline|)``,
+"worse" meaning lower for higher-is-better metrics and higher otherwise. A baseline entry absent from
+the new results is a regression too ("missing in new"); an entry only in the new results passes
+("new metric"). When both sides hold exactly one run, run names are ignored (a branch is compared
+with main whatever the runs are called); otherwise entries are matched by run as well.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from .errors import UnitEvalError
+from .metrics.registry import metric_info
+from .tables import aggregate, markdown_escape
+
+DEFAULT_RTOL = 0.01
+DEFAULT_ATOL = 0.0
+
+OK = "ok"
+IMPROVED = "improved"
+REGRESSION = "REGRESSION"
+MISSING = "missing in new"
+NEW = "new metric"
+FAILING = frozenset({REGRESSION, MISSING})
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+
+    def __post_init__(self):
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise UnitEvalError(f"{name} must be a finite number >= 0, got {value}")
+
+    def allowed(self, baseline: float) -> float:
+        return max(self.atol, self.rtol * abs(baseline))
+
+
+def parse_tolerance(spec: str, default_rtol: float = DEFAULT_RTOL) -> tuple[str, Tolerance]:
+    """Parse ``metric=atol[,rtol]``; without ``rtol`` the default one applies."""
+    metric, sep, numbers = spec.partition("=")
+    parts = [p.strip() for p in numbers.split(",")]
+    if not sep or not metric.strip() or len(parts) not in (1, 2) or not all(parts):
+        raise UnitEvalError(f"tolerance must look like metric=atol[,rtol], got {spec!r}")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise UnitEvalError(f"tolerance must look like metric=atol[,rtol], got {spec!r}") from None
+    return metric.strip(), Tolerance(values[0], values[1] if len(values) == 2 else default_rtol)
+
+
+@dataclass
+class Comparison:
+    """One dict per compared entry: run (None unless matched by run), protocol, metric, class,
+    higher_is_better, baseline, new, delta (new - baseline), allowed, verdict, n_baseline, n_new."""
+
+    rows: list[dict] = field(default_factory=list)
+    by_run: bool = False
+
+    @property
+    def regressions(self) -> list[dict]:
+        return [r for r in self.rows if r["verdict"] in FAILING]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "regressions": self.regressions, "rows": self.rows, "matched_by_run": self.by_run}
+
+
+def _means(rows: list[Mapping], by_run: bool) -> dict[tuple, tuple[float, int]]:
+    stats = aggregate(rows)
+    out = {}
+    for rec in stats.itertuples(index=False):
+        run, protocol, metric, cls, mean, _std, n = rec
+        out[(run if by_run else None, protocol, metric, cls)] = (float(mean), int(n))
+    return out
+
+
+def compare(
+    new_rows: Iterable[Mapping],
+    baseline_rows: Iterable[Mapping],
+    *,
+    rtol: float = DEFAULT_RTOL,
+    atol: float = DEFAULT_ATOL,
+    tolerances: Mapping[str, Tolerance] | None = None,
+    by_run: bool | None = None,
+) -> Comparison:
+    """Compare new results with a baseline; ``tolerances`` overrides (atol, rtol) per metric name.
+
+    ``by_run=None`` matches by run only when either side holds more than one run.
+    """
+    new_rows, baseline_rows = list(new_rows), list(baseline_rows)
+    default = Tolerance(atol, rtol)
+    tolerances = dict(tolerances or {})
+    if by_run is None:
+        by_run = len({str(r["run"]) for r in new_rows}) > 1 or len({str(r["run"]) for r in baseline_rows}) > 1
+    new, base = _means(new_rows, by_run), _means(baseline_rows, by_run)
+
+    result = Comparison(by_run=by_run)
+    for key in list(base) + [k for k in new if k not in base]:
+        run, protocol, metric, cls = key
+        info = metric_info(metric)
+        tol = tolerances.get(metric, default)
+        old_value, n_old = base.get(key, (None, 0))
+        new_value, n_new = new.get(key, (None, 0))
+        delta = allowed = None
+        if old_value is None:
+            verdict = NEW
+        elif new_value is None:
+            verdict = MISSING
+        else:
+            delta = new_value - old_value
+            allowed = tol.allowed(old_value)
+            worse = -delta if info.higher_is_better else delta
+            verdict = REGRESSION if worse > allowed else IMPROVED if -worse > allowed else OK
+        result.rows.append(
+            {
+                "run": run,
+                "protocol": protocol,
+                "metric": metric,
+                "class": cls,
+                "higher_is_better": info.higher_is_better,
+                "baseline": old_value,
+                "new": new_value,
+                "delta": delta,
+                "allowed": allowed,
+                "verdict": verdict,
+                "n_baseline": n_old,
+                "n_new": n_new,
+            }
+        )
+    return result
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{value:+.6g}" if signed else f"{value:.6g}"
+
+
+def render_markdown(result: Comparison) -> str:
+    """The comparison as a GitHub pipe table followed by a one-line summary."""
+    from tabulate import tabulate
+
+    headers = (["run"] if result.by_run else []) + ["protocol", "metric", "class", "baseline", "new", "delta", "allowed", "verdict"]
+    body = []
+    for r in result.rows:
+        arrow = "↑" if r["higher_is_better"] else "↓"
+        body.append(
+            ([markdown_escape(r["run"])] if result.by_run else [])
+            + [markdown_escape(r["protocol"]), f"{markdown_escape(r['metric'])} {arrow}", markdown_escape(r["class"])]
+            + [_num(r["baseline"]), _num(r["new"]), _num(r["delta"], signed=True), _num(r["allowed"]), r["verdict"]]
+        )
+    numeric = 4
+    align = ["left"] * (len(headers) - numeric - 1) + ["right"] * numeric + ["left"]
+    table = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=align)
+    return f"{table}\n\n{summary(result)}\n"
+
+
+def summary(result: Comparison) -> str:
+    counts = {v: sum(r["verdict"] == v for r in result.rows) for v in (OK, IMPROVED, REGRESSION, MISSING, NEW)}
+    compared = counts[OK] + counts[IMPROVED] + counts[REGRESSION]
+    if result.passed:
+        return f"passed: {compared} compared, {counts[IMPROVED]} improved, {counts[NEW]} new"
+    failing = counts[REGRESSION] + counts[MISSING]
+    return (
+        f"FAILED: {failing} regression{'s' if failing != 1 else ''} ({counts[REGRESSION]} worse than the baseline "
+        f"beyond tolerance, {counts[MISSING]} missing in the new results, which counts as a regression); "
+        f"{compared} compared"
+    )

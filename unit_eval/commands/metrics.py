@@ -1,0 +1,226 @@
+"""CLI commands over image folders and files: fid, mfid, dc, lpips, diversity, cluster-acc, ioi, pixacc."""
+from __future__ import annotations
+
+import click
+
+from .common import emit, json_option
+
+ROW_KEYS = ("fid", "mfid", "density", "coverage", "precision", "recall", "lpips", "lpips_diversity", "pixel_accuracy")
+
+
+def extractor_options(fn):
+    fn = click.option("--size", type=int, default=None, help="Resize every image to SIZE x SIZE first (recorded in results).")(fn)
+    fn = click.option("--resize-filter", type=click.Choice(["bicubic", "bilinear", "lanczos", "nearest", "box"]), default="bicubic",
+                      show_default=True, help="PIL filter used by --size.")(fn)
+    fn = click.option("--batch-size", type=int, default=64, show_default=True, help="Images per forward pass (does not change results).")(fn)
+    fn = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")(fn)
+    fn = click.option("--workers", type=int, default=None, help="Image decoding processes (default: min(4, cores)).")(fn)
+    fn = click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")(fn)
+    return fn
+
+
+def results_options(fn):
+    fn = click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Append result rows to this JSONL file.")(fn)
+    fn = click.option("--run", "run_name", default=None, help="Run name in result rows (default: the fake folder's name).")(fn)
+    return fn
+
+
+def _extractor(device, batch_size, workers):
+    from ..features import InceptionFeatures
+
+    return InceptionFeatures(device=device, batch_size=batch_size, num_workers=workers)
+
+
+def _cache(no_cache):
+    from ..features import FeatureCache
+
+    return None if no_cache else FeatureCache()
+
+
+def _append(out, run_name, protocol, result, extractor, size, resize_filter, options=None, per_class_key=None):
+    if not out:
+        return
+    from ..results import append_rows, make_row
+
+    common = dict(run=run_name, protocol=protocol, seed=None, extractor=extractor.describe() if extractor else None,
+                  options={"size": size, "resize_filter": resize_filter if size else None, **(options or {})})
+    rows = []
+    n_real, n_fake = result.get("n_real"), result.get("n_fake")
+    for key in ROW_KEYS:
+        if key in result:
+            rows.append(make_row(metric=key, value=result[key],
+                                 n_real=sum(n_real.values()) if isinstance(n_real, dict) else n_real,
+                                 n_fake=sum(n_fake.values()) if isinstance(n_fake, dict) else n_fake, **common))
+    if per_class_key:
+        for cls, value in result[per_class_key].items():
+            rows.append(make_row(metric="fid", value=value, cls=cls, n_real=n_real[cls], n_fake=n_fake[cls], **common))
+    append_rows(out, rows)
+
+
+@click.command("fid")
+@click.argument("real", type=click.Path())
+@click.argument("fake", type=click.Path())
+@extractor_options
+@results_options
+@json_option
+def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, out, run_name, as_json):
+    """FID between the images in REAL and FAKE (recursive folders), TF-Inception pool3."""
+    from ..folders import folder_fid
+
+    extractor = _extractor(device, batch_size, workers)
+    result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache))
+    result["extractor"] = extractor.describe()
+    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter)
+    emit(result, as_json, f"FID {result['fid']:.4f} ({result['n_real']} real, {result['n_fake']} fake)")
+
+
+@click.command("mfid")
+@click.option("--real", type=click.Path(), default=None, help="Folder with one subfolder of real images per class.")
+@click.option("--fake", type=click.Path(), default=None, help="Folder with the same class subfolders of generated images.")
+@click.option("--ckpt", type=click.Path(), default=None, help="Evaluate a run.pt instead of a fake folder.")
+@click.option("--model", "model_spec", default=None, help="Evaluate a user model 'module:factory' (Translator interface).")
+@click.option("--data", default=None, help="Dataset name or class-folder path (with --ckpt/--model).")
+@click.option("--data-root", default=None, help="Root for named datasets (default $UNIT_EVAL_DATA or ./data).")
+@click.option("--protocol", default="tunit-mfid", show_default=True, help="Protocol for --ckpt/--model.")
+@click.option("--seed", type=int, default=None, help="Protocol seed (default: the protocol's).")
+@extractor_options
+@results_options
+@json_option
+def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, size, resize_filter, batch_size, device,
+                 workers, no_cache, out, run_name, as_json):
+    """Class-wise mean FID: --real/--fake class folders, or --ckpt run.pt (or --model) with --data."""
+    from ..errors import UnitEvalError
+
+    if ckpt or model_spec:
+        if not (data or real):
+            raise UnitEvalError("--ckpt/--model needs --data DATASET (or --real with class folders)")
+        from ..protocol_runner import run_protocol_cli
+
+        result = run_protocol_cli(protocol=protocol, ckpt=ckpt, model_spec=model_spec, data=data or real,
+                                  data_root=data_root, seed=seed, device=device, batch_size=batch_size,
+                                  no_cache=no_cache, out=out, run_name=run_name)
+        if "mfid" not in result:
+            raise UnitEvalError(f"protocol {protocol!r} does not report mfid")
+        emit(result, as_json, _mfid_text(result))
+        return
+    if not (real and fake):
+        raise UnitEvalError("give --real and --fake class folders, or --ckpt run.pt with --data")
+    from ..folders import folder_mfid
+
+    extractor = _extractor(device, batch_size, workers)
+    result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache))
+    result["extractor"] = extractor.describe()
+    _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class")
+    emit(result, as_json, _mfid_text(result))
+
+
+def _mfid_text(result):
+    lines = [f"mFID {result['mfid']:.4f}"] + [f"  {c}: {v:.4f}" for c, v in result["per_class"].items()]
+    return "\n".join(lines)
+
+
+def _name(path):
+    from pathlib import Path
+
+    return Path(path).resolve().name
+
+
+@click.command("dc")
+@click.argument("real", type=click.Path())
+@click.argument("fake", type=click.Path())
+@click.option("--k", "k", type=int, default=5, show_default=True, help="Nearest neighbour k (the D&C paper's k=5).")
+@extractor_options
+@results_options
+@json_option
+def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, no_cache, out, run_name, as_json):
+    """Density, coverage, precision and recall of FAKE against REAL (prdc semantics)."""
+    from ..folders import folder_prdc
+
+    extractor = _extractor(device, batch_size, workers)
+    result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache))
+    result["extractor"] = extractor.describe()
+    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k})
+    emit(result, as_json, " ".join(f"{m} {result[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
+
+
+def lpips_options(fn):
+    fn = click.option("--net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True, help="LPIPS trunk (v0.1 linear layers).")(fn)
+    fn = click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE first.")(fn)
+    fn = click.option("--resize-filter", type=click.Choice(["bicubic", "bilinear", "lanczos", "nearest", "box"]), default="bicubic", show_default=True)(fn)
+    fn = click.option("--batch-size", type=int, default=32, show_default=True)(fn)
+    fn = click.option("--device", default="auto", show_default=True)(fn)
+    return fn
+
+
+@click.command("lpips")
+@click.argument("dir_a", type=click.Path())
+@click.argument("dir_b", type=click.Path())
+@lpips_options
+@click.option("--per-pair", is_flag=True, help="Include every pair's distance in the output.")
+@json_option
+def lpips_command(dir_a, dir_b, net, size, resize_filter, batch_size, device, per_pair, as_json):
+    """Mean LPIPS between images of DIR_A and DIR_B paired by relative path."""
+    from ..device import resolve_device
+    from ..folders import folder_lpips
+    from ..weights import load_lpips
+
+    model = load_lpips(net, resolve_device(device))
+    result = folder_lpips(dir_a, dir_b, model, size, resize_filter, batch_size)
+    if not per_pair:
+        result.pop("per_pair")
+    result["net"] = f"{net}-v0.1"
+    emit(result, as_json, f"LPIPS ({net}) {result['lpips']:.4f} over {result['n_pairs']} pairs")
+
+
+@click.command("diversity")
+@click.argument("folder", type=click.Path())
+@lpips_options
+@json_option
+def diversity_command(folder, net, size, resize_filter, batch_size, device, as_json):
+    """LPIPS diversity: each subfolder of FOLDER holds several outputs of one input (StarGAN v2 protocol)."""
+    from ..device import resolve_device
+    from ..folders import folder_diversity
+    from ..weights import load_lpips
+
+    model = load_lpips(net, resolve_device(device))
+    result = folder_diversity(folder, model, size, resize_filter, batch_size)
+    result["net"] = f"{net}-v0.1"
+    emit(result, as_json, f"LPIPS diversity ({net}) {result['lpips_diversity']:.4f} over {result['n_inputs']} inputs")
+
+
+@click.command("cluster-acc")
+@click.argument("csv_path", metavar="CSV", type=click.Path())
+@json_option
+def cluster_acc_command(csv_path, as_json):
+    """Cluster accuracy from a CSV with columns pred,label: Hungarian (one-to-one), majority (many-to-one), NMI."""
+    from ..folders import cluster_scores, read_cluster_csv
+
+    result = cluster_scores(*read_cluster_csv(csv_path))
+    emit(result, as_json, f"accuracy {result['accuracy']:.4f} (Hungarian), {result['accuracy_majority']:.4f} (majority), NMI {result['nmi']:.4f}")
+
+
+@click.command("ioi")
+@click.argument("codes_path", metavar="CODES", type=click.Path())
+@json_option
+def ioi_command(codes_path, as_json):
+    """IOI of style codes: CODES is .npz (codes, clusters) or .csv (a 'cluster' column plus code columns)."""
+    from ..folders import read_codes
+    from ..metrics.cluster import ioi
+
+    codes, clusters = read_codes(codes_path)
+    result = {"ioi": ioi(codes, clusters), "n": int(len(clusters))}
+    emit(result, as_json, f"IOI {result['ioi']:.4f}")
+
+
+@click.command("pixacc")
+@click.argument("pred", type=click.Path())
+@click.argument("gt", type=click.Path())
+@click.option("--threshold", type=int, default=16, show_default=True, help="Max-channel colour difference must be below this (UNIT paper: 16).")
+@click.option("--size", type=int, default=None, help="Resize both sides to SIZE x SIZE first (nearest filter).")
+@json_option
+def pixacc_command(pred, gt, threshold, size, as_json):
+    """Pixel accuracy of predicted maps against ground truth, paired by file name, pooled over all pixels."""
+    from ..folders import folder_pixacc
+
+    result = folder_pixacc(pred, gt, threshold, size)
+    emit(result, as_json, f"pixel accuracy {result['pixel_accuracy']:.4f} over {result['n_images']} images (threshold {threshold})")

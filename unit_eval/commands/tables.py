@@ -1,0 +1,145 @@
+"""``unit-eval table`` (leaderboard tables) and ``unit-eval check`` (regression gate)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..errors import UnitEvalError
+from ..results import read_rows
+from .common import emit, info, json_option
+
+_SUFFIX_FORMATS = {".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".csv": "csv"}
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parse_decimals(values: tuple[str, ...]) -> tuple[int, dict[str, int]]:
+    default, per_metric = 2, {}
+    for value in values:
+        metric, sep, number = value.rpartition("=")
+        try:
+            places = int(number)
+        except ValueError:
+            raise click.BadParameter(f"expected N or METRIC=N, got {value!r}", param_hint="--decimals") from None
+        if places < 0:
+            raise click.BadParameter(f"must be >= 0, got {value!r}", param_hint="--decimals")
+        if sep:
+            per_metric[metric.strip()] = places
+        else:
+            default = places
+    return default, per_metric
+
+
+@click.command("table")
+@click.argument("results", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["latex", "markdown", "csv"]), default=None,
+              help="Output format [default: from the --out suffix (.tex, .md, .csv), else markdown].")
+@click.option("--metrics", multiple=True, metavar="M1,M2,...",
+              help="Metrics to show, in this order (comma-separated or repeated) [default: all, in file order].")
+@click.option("--protocol", "protocols", multiple=True, help="Only these protocols (repeatable).")
+@click.option("--classes", is_flag=True, help="Add class-wise columns after each metric's mean column.")
+@click.option("--decimals", multiple=True, metavar="N|METRIC=N",
+              help="Decimal places, for all metrics or one (repeatable, e.g. --decimals 2 --decimals density=3) [default: 2].")
+@click.option("--second", is_flag=True, help="Underline the second best of each column (latex, markdown).")
+@click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
+@click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
+@click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the table to this file instead of stdout.")
+def table_command(results, fmt, metrics, protocols, classes, decimals, second, no_std, caption, label, out):
+    """Leaderboard table from result files: one row per run, one column per metric.
+
+    Uses the rows with class "mean" unless --classes is given. A cell with several seeds shows
+    mean ± std, where std is the sample standard deviation (ddof=1) over seeds; when a seed was
+    evaluated more than once the last row wins. Arrows give each metric's direction (unregistered
+    metrics count as lower-is-better); the best value of each column, as displayed, is bold (all
+    ties), the second best underlined with --second.
+    """
+    from ..tables import make_table
+
+    if fmt is None:
+        fmt = _SUFFIX_FORMATS.get(Path(out).suffix.lower(), "markdown") if out else "markdown"
+    if fmt != "latex" and (caption is not None or label is not None):
+        raise click.UsageError("--caption and --label apply to --format latex only")
+    places, per_metric = _parse_decimals(decimals)
+    rows = [row for path in results for row in read_rows(path)]
+    text = make_table(
+        rows,
+        fmt,
+        metrics=metrics,
+        protocols=protocols,
+        classes=classes,
+        decimals=places,
+        metric_decimals=per_metric,
+        second=second,
+        show_std=not no_std,
+        caption=caption,
+        label=label,
+    )
+    if out:
+        write_atomic(out, text)
+        info(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("check")
+@click.argument("results")
+@click.option("--baseline", required=True, help="Baseline results file (JSONL, same form as RESULTS).")
+@click.option("--rtol", type=float, default=0.01, show_default=True, help="Relative tolerance (of |baseline|).")
+@click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance.")
+@click.option("--tol", "tols", multiple=True, metavar="METRIC=ATOL[,RTOL]",
+              help="Per-metric tolerance (repeatable); without RTOL, --rtol applies.")
+@click.option("--update", is_flag=True, help="Write RESULTS as the new baseline (atomically) and exit 0.")
+@json_option
+@click.pass_context
+def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
+    """Compare RESULTS with a baseline; exit 3 on a regression, 0 otherwise.
+
+    Each (protocol, metric, class) present in the baseline is compared by its mean over seeds. A
+    regression is a value worse than the baseline by more than max(atol, rtol*|baseline|), worse
+    meaning lower for higher-is-better metrics and higher otherwise. Baseline entries missing from
+    RESULTS are regressions too; entries only in RESULTS pass as new metrics. When both files hold a
+    single run the run names are ignored, otherwise entries are matched by run. Prints a Markdown
+    table (or, with --json, one object with passed, regressions and rows).
+    """
+    from ..check import compare, parse_tolerance, render_markdown
+
+    tolerances = dict(parse_tolerance(spec, default_rtol=rtol) for spec in tols)
+    new_rows = read_rows(results)
+    if Path(baseline).exists():
+        comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances)
+    elif not update:
+        raise UnitEvalError(f"baseline not found: {baseline} (create it with --update)")
+    else:
+        comparison = None
+
+    if as_json:
+        report = comparison.to_json() if comparison is not None else {"passed": True, "regressions": [], "rows": []}
+        emit({**report, "updated": update, "baseline": str(baseline)}, True)
+    elif comparison is not None:
+        click.echo(render_markdown(comparison), nl=False)
+
+    if update:
+        write_atomic(baseline, "".join(json.dumps(row) + "\n" for row in new_rows))
+        info(f"baseline {'updated' if comparison is not None else 'created'}: {baseline}")
+        return
+    if not comparison.passed:
+        ctx.exit(3)

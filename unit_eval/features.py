@@ -1,0 +1,240 @@
+"""TF-Inception pool3 features (2048-d) of uint8 RGB images, through torch-fidelity's extractor.
+
+Two preprocessing modes:
+- ``tf1-bilinear`` (standard FID): uint8 -> TF1.x-exact bilinear resize to 299 -> (x - 128) / 128.
+  This is torch-fidelity's own forward, unchanged.
+- ``tunit-legacy`` (clovaai/tunit ``calcFIDBatch``): images in [0, 1] -> ImageNet mean/std normalisation
+  -> ``F.interpolate`` to 299 with the default (nearest) mode -> the network's own 2x - 1. Needed only to
+  compare with published TUNIT numbers like for like.
+The network is built once per (weights, device) and reused; TF32 is disabled while extracting.
+"""
+from __future__ import annotations
+
+import io
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cache import atomic_write_bytes, cache_dir, options_hash, sha256_file
+from .device import exact_numerics, resolve_device
+from .errors import UnitEvalError
+from .images import list_images, load_image
+
+PREPROCESSING = ("tf1-bilinear", "tunit-legacy")
+FEATURE_DIM = 2048
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_TRUNK = (
+    "Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+    "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+    "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+)
+
+
+@lru_cache(maxsize=4)
+def _build_inception(weights_path: str, device_str: str):
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    has_logits = "fc.weight" in state
+    if not has_logits:
+        # The offline source has no classifier head. torch-fidelity's constructor loads strictly, so the
+        # head is filled with NaN: any logits computed by mistake are poisoned, never plausible zeros.
+        state["fc.weight"] = torch.full((1008, FEATURE_DIM), float("nan"))
+        state["fc.bias"] = torch.full((1008,), float("nan"))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer)
+    return model.to(torch.device(device_str)).eval(), has_logits
+
+
+class InceptionFeatures:
+    """Builds the extractor once; call ``batch()`` on uint8 B x 3 x H x W tensors, or ``folder()``."""
+
+    def __init__(
+        self,
+        device: str | torch.device = "auto",
+        batch_size: int = 64,
+        preprocessing: str = "tf1-bilinear",
+        weights_path: str | os.PathLike | None = None,
+        num_workers: int | None = None,
+        progress: bool = True,
+    ):
+        if preprocessing not in PREPROCESSING:
+            raise UnitEvalError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSING)}")
+        if batch_size < 1:
+            raise UnitEvalError(f"batch size must be positive, got {batch_size}")
+        if weights_path is None:
+            from .weights import inception_weights_path
+
+            weights_path = inception_weights_path()
+        self.weights_path = Path(weights_path)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.preprocessing = preprocessing
+        self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
+        self.progress = progress
+        self.model, self.has_logits = _build_inception(str(self.weights_path), str(self.device))
+
+    @property
+    def weights_sha256(self) -> str:
+        return _sha256_cached(str(self.weights_path), self.weights_path.stat().st_mtime_ns)
+
+    def describe(self) -> str:
+        """Names the network, layer and preprocessing; goes into every result row."""
+        return f"inception-v3-tf-2015-12-05/pool3/{self.preprocessing}"
+
+    def require_logits(self) -> None:
+        """Logit-based scores (Inception Score) need the classifier head the offline weights lack."""
+        if not self.has_logits:
+            raise UnitEvalError(
+                "Inception logits are unavailable: the offline FID weights have no classifier head; place "
+                "torch-fidelity's weights-inception-2015-12-05-6726825d.pth in the weights cache to get them"
+            )
+
+    @torch.no_grad()
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (float64, CPU, B x 2048) of a uint8 batch, or of a float batch in [-1, 1] (legacy mode only)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise UnitEvalError(f"expected B x 3 x H x W images, got {tuple(images.shape)}")
+        with exact_numerics():
+            if self.preprocessing == "tf1-bilinear":
+                if images.dtype != torch.uint8:
+                    raise UnitEvalError("standard FID features take uint8 images; convert with unit_eval.images.float_to_uint8")
+                (feats,) = self.model(images.to(self.device, non_blocking=True))
+            else:
+                feats = self._legacy(images.to(self.device, non_blocking=True))
+        feats = feats.double().cpu()
+        if not torch.isfinite(feats).all():
+            raise UnitEvalError("Inception features contain NaN or infinite values (corrupt weights or inputs)")
+        return feats
+
+    def _legacy(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            x = images.float() / 255.0
+        else:
+            if not torch.isfinite(images).all():
+                raise UnitEvalError("images contain NaN or infinite values")
+            x = (images.float().clamp(-1, 1) + 1) / 2
+        mean = torch.tensor(_IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(_IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+        x = F.interpolate((x - mean) / std, size=(299, 299))
+        return self.trunk(2 * x - 1)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The network from its first convolution to pool3, on an already preprocessed float 299 x 299 batch."""
+        for name in _TRUNK:
+            x = getattr(self.model, name)(x)
+        return torch.flatten(x, 1).float()
+
+    def stream(self, batches: Iterable[torch.Tensor], total: int | None = None, desc: str = "features") -> np.ndarray:
+        """Features of a stream of batches (e.g. generated on the fly), concatenated as N x 2048 float64."""
+        from tqdm import tqdm
+
+        out = []
+        with tqdm(total=total, desc=desc, unit="img", disable=not self.progress, leave=False) as bar:
+            for images in batches:
+                for start in range(0, images.shape[0], self.batch_size):
+                    chunk = images[start : start + self.batch_size]
+                    out.append(self.batch(chunk).numpy())
+                    bar.update(chunk.shape[0])
+        if not out:
+            raise UnitEvalError("no images to extract features from")
+        return np.concatenate(out)
+
+    def files(self, paths: list[Path], size: int | None = None, resize_filter: str = "bicubic", desc: str = "features") -> np.ndarray:
+        """Features of image files, decoded in worker processes and batched by image size."""
+        if not paths:
+            raise UnitEvalError("no images to extract features from")
+        return self.stream(_decoded_batches(paths, size, resize_filter, self.batch_size, self.num_workers, self.device.type == "cuda"),
+                           total=len(paths), desc=desc)
+
+    def folder(self, folder: str | os.PathLike, size: int | None = None, resize_filter: str = "bicubic") -> np.ndarray:
+        return self.files(list_images(folder), size=size, resize_filter=resize_filter, desc=Path(folder).name or "features")
+
+
+@lru_cache(maxsize=8)
+def _sha256_cached(path: str, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    def __init__(self, paths, size, resize_filter):
+        self.paths, self.size, self.resize_filter = paths, size, resize_filter
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(load_image(self.paths[i], self.size, self.resize_filter)).permute(2, 0, 1).contiguous()
+
+
+def _group_by_shape(items: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Stack consecutive same-sized images; a change of size starts a new batch (order is kept)."""
+    run: list[torch.Tensor] = []
+    for item in items:
+        if run and item.shape != run[0].shape:
+            yield torch.stack(run)
+            run = []
+        run.append(item)
+    if run:
+        yield torch.stack(run)
+
+
+def _decoded_batches(paths, size, resize_filter, batch_size, num_workers, pin_memory) -> Iterator[torch.Tensor]:
+    dataset = _ImageFiles(list(paths), size, resize_filter)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers if len(dataset) > batch_size else 0,
+        collate_fn=list, pin_memory=pin_memory,
+    )
+    for items in loader:
+        yield from _group_by_shape(items)
+
+
+class FeatureCache:
+    """Features of real image sets on disk, keyed by a hash of everything that moves them.
+
+    The key covers the image list (relative paths, sizes and mtimes), the extractor and its weights'
+    checksum, the preprocessing and any resize. Files are written atomically (.npy via rename).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
+        self.root = Path(root) if root is not None else cache_dir() / "features"
+        self.enabled = enabled
+
+    def key(self, paths: list[Path], extractor: InceptionFeatures, size: int | None, resize_filter: str) -> str:
+        listing = []
+        for p in paths:
+            st = p.stat()
+            listing.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
+        return options_hash({
+            "images": listing,
+            "extractor": extractor.describe(),
+            "weights_sha256": extractor.weights_sha256,
+            "size": size,
+            "resize_filter": resize_filter if size is not None else None,
+        })
+
+    def features(self, paths: list[Path], extractor: InceptionFeatures, size: int | None = None,
+                 resize_filter: str = "bicubic", desc: str = "real features") -> np.ndarray:
+        if not self.enabled:
+            return extractor.files(paths, size, resize_filter, desc=desc)
+        path = self.root / f"{self.key(paths, extractor, size, resize_filter)}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+                if cached.shape == (len(paths), FEATURE_DIM) and np.isfinite(cached).all():
+                    return cached
+            except (ValueError, OSError):
+                pass  # corrupt entry: recompute and overwrite
+        feats = extractor.files(paths, size, resize_filter, desc=desc)
+        buffer = io.BytesIO()
+        np.save(buffer, feats, allow_pickle=False)
+        atomic_write_bytes(path, buffer.getvalue())
+        return feats

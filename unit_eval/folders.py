@@ -1,0 +1,180 @@
+"""Metrics over image folders: the I/O edge between files on disk and the pure metric functions."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UnitEvalError
+from .features import FeatureCache, InceptionFeatures
+from .images import list_class_folders, list_images, load_image, to_tensor_uint8, uint8_to_float
+from .metrics import cluster, fid, pixacc, prdc
+from .metrics.lpips import lpips_diversity, lpips_pairs
+
+
+def set_features(extractor: InceptionFeatures, folder, size, resize_filter, cache: FeatureCache | None, desc: str):
+    paths = list_images(folder)
+    if cache is not None:
+        return cache.features(paths, extractor, size, resize_filter, desc=desc)
+    return extractor.files(paths, size, resize_filter, desc=desc)
+
+
+def folder_fid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
+               cache: FeatureCache | None = None) -> dict:
+    real_feats = set_features(extractor, real, size, resize_filter, cache, "real")
+    fake_feats = set_features(extractor, fake, size, resize_filter, None, "fake")
+    value = fid.fid_from_features(real_feats, fake_feats, device=extractor.device)
+    return {"fid": value, "n_real": len(real_feats), "n_fake": len(fake_feats)}
+
+
+def class_features(extractor: InceptionFeatures, folder, size, resize_filter, cache, kind: str) -> dict[str, np.ndarray]:
+    classes = list_class_folders(folder)
+    out = {}
+    for name, paths in classes.items():
+        if cache is not None:
+            out[name] = cache.features(paths, extractor, size, resize_filter, desc=f"{kind} {name}")
+        else:
+            out[name] = extractor.files(paths, size, resize_filter, desc=f"{kind} {name}")
+    return out
+
+
+def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
+                cache: FeatureCache | None = None) -> dict:
+    real_classes = sorted(p.name for p in Path(real).iterdir() if p.is_dir()) if Path(real).is_dir() else None
+    fake_classes = sorted(p.name for p in Path(fake).iterdir() if p.is_dir()) if Path(fake).is_dir() else None
+    if real_classes is not None and fake_classes is not None and set(real_classes) != set(fake_classes):
+        raise UnitEvalError(
+            f"class sets differ: only in real {sorted(set(real_classes) - set(fake_classes))}, "
+            f"only in fake {sorted(set(fake_classes) - set(real_classes))}"
+        )
+    real_feats = class_features(extractor, real, size, resize_filter, cache, "real")
+    fake_feats = class_features(extractor, fake, size, resize_filter, None, "fake")
+    real_stats = {c: fid.feature_statistics(f) for c, f in real_feats.items()}
+    fake_stats = {c: fid.feature_statistics(f) for c, f in fake_feats.items()}
+    mean, per_class = fid.class_wise_fid(real_stats, fake_stats, device=extractor.device)
+    return {
+        "mfid": mean,
+        "per_class": per_class,
+        "n_real": {c: len(f) for c, f in real_feats.items()},
+        "n_fake": {c: len(f) for c, f in fake_feats.items()},
+    }
+
+
+def folder_prdc(real, fake, extractor: InceptionFeatures, k: int = prdc.DEFAULT_K, size: int | None = None,
+                resize_filter: str = "bicubic", cache: FeatureCache | None = None) -> dict:
+    real_feats = set_features(extractor, real, size, resize_filter, cache, "real")
+    fake_feats = set_features(extractor, fake, size, resize_filter, None, "fake")
+    scores = prdc.compute_prdc(real_feats, fake_feats, k=k, device=extractor.device)
+    return {**scores, "k": k, "n_real": len(real_feats), "n_fake": len(fake_feats)}
+
+
+def paired_files(dir_a, dir_b) -> list[tuple[Path, Path]]:
+    """Pair images of two folders by relative path (extension ignored); both sides must have the same set."""
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+
+    def index(folder):
+        found = {}
+        for p in list_images(folder):
+            key = p.relative_to(folder).with_suffix("").as_posix()
+            if key in found:
+                raise UnitEvalError(f"two images share the name {key!r} in {folder} (different extensions)")
+            found[key] = p
+        return found
+
+    a, b = index(dir_a), index(dir_b)
+    if set(a) != set(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        raise UnitEvalError(
+            f"unpaired images: {len(only_a)} only in {dir_a} (e.g. {only_a[:3]}), {len(only_b)} only in {dir_b} (e.g. {only_b[:3]})"
+        )
+    return [(a[k], b[k]) for k in sorted(a)]
+
+
+def _load_float(paths, size, resize_filter) -> torch.Tensor:
+    return uint8_to_float(to_tensor_uint8([load_image(p, size, resize_filter) for p in paths]))
+
+
+def folder_lpips(dir_a, dir_b, net, size: int | None = None, resize_filter: str = "bicubic", batch_size: int = 32) -> dict:
+    pairs = paired_files(dir_a, dir_b)
+    distances = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        first = [load_image(p, size, resize_filter) for p, _ in chunk]
+        second = [load_image(q, size, resize_filter) for _, q in chunk]
+        for (pa, pb), ia, ib in zip(chunk, first, second):
+            if ia.shape != ib.shape:
+                raise UnitEvalError(f"{pa} {ia.shape[:2]} and {pb} {ib.shape[:2]} differ in size; pass --size")
+        a = uint8_to_float(to_tensor_uint8(first))
+        b = uint8_to_float(to_tensor_uint8(second))
+        distances.append(lpips_pairs(net, a, b, batch_size))
+    d = torch.cat(distances)
+    return {"lpips": float(d.mean()), "n_pairs": len(pairs), "per_pair": {p.relative_to(dir_a).as_posix(): float(v) for (p, _), v in zip(pairs, d)}}
+
+
+def folder_diversity(folder, net, size: int | None = None, resize_filter: str = "bicubic", batch_size: int = 32) -> dict:
+    """Each immediate subfolder holds the several outputs of one input; score = mean over inputs."""
+    groups = list_class_folders(folder)
+    per_input = {}
+    for name, paths in groups.items():
+        if len(paths) < 2:
+            raise UnitEvalError(f"diversity needs at least 2 outputs per input; {Path(folder) / name} has {len(paths)}")
+        outputs = _load_float(paths, size, resize_filter).unsqueeze(0)
+        per_input[name] = float(lpips_diversity(net, outputs, batch_size)[0])
+    return {"lpips_diversity": float(np.mean(list(per_input.values()))), "n_inputs": len(per_input), "per_input": per_input}
+
+
+def folder_pixacc(pred_dir, gt_dir, threshold: int = pixacc.DEFAULT_THRESHOLD, size: int | None = None,
+                  resize_filter: str = "nearest") -> dict:
+    pairs = paired_files(pred_dir, gt_dir)
+    value = pixacc.pixel_accuracy(((load_image(p, size, resize_filter), load_image(g, size, resize_filter)) for p, g in pairs),
+                                  threshold=threshold)
+    return {"pixel_accuracy": value, "n_images": len(pairs), "threshold": threshold}
+
+
+def read_cluster_csv(path) -> tuple[np.ndarray, np.ndarray]:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnitEvalError(f"file not found: {path}")
+    try:
+        table = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise UnitEvalError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in ("pred", "label") if c not in table.columns]
+    if missing:
+        raise UnitEvalError(f"{path} lacks column(s) {missing}; expected columns 'pred' and 'label'")
+    if table[["pred", "label"]].isna().any().any():
+        raise UnitEvalError(f"{path} has empty pred/label cells")
+    return table["pred"].to_numpy(), table["label"].to_numpy()
+
+
+def cluster_scores(pred, label) -> dict:
+    return {
+        "accuracy": cluster.hungarian_accuracy(pred, label),
+        "accuracy_majority": cluster.majority_accuracy(pred, label),
+        "nmi": cluster.nmi(pred, label),
+        "n": int(len(pred)),
+        "n_clusters": int(len(np.unique(pred))),
+        "n_classes": int(len(np.unique(label))),
+    }
+
+
+def read_codes(path) -> tuple[np.ndarray, np.ndarray]:
+    """Style codes and cluster ids from .npz (arrays ``codes``, ``clusters``) or .csv (column ``cluster``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnitEvalError(f"file not found: {path}")
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            if "codes" not in data or "clusters" not in data:
+                raise UnitEvalError(f"{path} must hold arrays 'codes' (N x D) and 'clusters' (N)")
+            return data["codes"], data["clusters"]
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    if "cluster" not in table.columns:
+        raise UnitEvalError(f"{path} lacks a 'cluster' column (the other columns are the code)")
+    return table.drop(columns=["cluster"]).to_numpy(dtype=np.float64), table["cluster"].to_numpy()

@@ -1,0 +1,395 @@
+"""Leaderboard tables from result rows: one row per run, one column per (protocol, metric, class).
+
+Cells are the mean over seeds, shown as ``mean ± std`` when a cell has more than one seed (std is the
+sample standard deviation, ddof=1). The best value of each column is bold and, on request, the second
+best underlined; both are decided on the values as displayed, so every value that prints as the best
+is bold. Directions come from :mod:`unit_eval.metrics.registry` (unregistered metrics: lower is better).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from .errors import UnitEvalError
+from .metrics.registry import MetricInfo, metric_info
+
+FORMATS = ("latex", "markdown", "csv")
+KEY = ["run", "protocol", "metric", "class"]
+MEAN = "mean"
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+}
+_MARKDOWN_SPECIALS = set("\\`*_[]<>|")
+
+
+def latex_escape(text: str) -> str:
+    """Escape every character that LaTeX treats specially in running text."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def markdown_escape(text: str) -> str:
+    """Backslash-escape Markdown emphasis, code, link, HTML and table-cell characters."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in str(text))
+
+
+def _value(row: Mapping) -> float:
+    value = row["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UnitEvalError(f"result value is not a finite number: {value!r} (run {row['run']!r}, metric {row['metric']!r})")
+    return float(value)
+
+
+def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """Mean, sample std (ddof=1, NaN for a single seed) and seed count per (run, protocol, metric, class).
+
+    Several rows with the same (run, protocol, metric, class, seed) are re-evaluations: the last one
+    wins. The result has columns run, protocol, metric, class, mean, std, n in first-appearance order.
+    """
+    rows = list(rows)
+    if not rows:
+        raise UnitEvalError("no result rows to aggregate")
+    try:
+        frame = pd.DataFrame(
+            {
+                "run": [str(r["run"]) for r in rows],
+                "protocol": [str(r["protocol"]) for r in rows],
+                "metric": [str(r["metric"]) for r in rows],
+                "class": [str(r["class"]) for r in rows],
+                "seed": [repr(r.get("seed")) for r in rows],
+                "value": [_value(r) for r in rows],
+            }
+        )
+    except KeyError as exc:
+        raise UnitEvalError(f"result row lacks key {exc.args[0]!r}") from None
+    frame["first"] = frame.groupby(KEY + ["seed"], sort=False).ngroup()
+    frame = frame.drop_duplicates(subset=KEY + ["seed"], keep="last").sort_values("first", kind="stable")
+    stats = frame.groupby(KEY, sort=False)["value"].agg(mean="mean", std="std", n="count")
+    return stats.reset_index()
+
+
+@dataclass(frozen=True)
+class Column:
+    protocol: str
+    metric: str
+    cls: str
+
+    @property
+    def info(self) -> MetricInfo:
+        return metric_info(self.metric)
+
+
+@dataclass
+class Leaderboard:
+    """Aggregated table data: ``mean``/``std``/``n`` frames indexed by run, one column per :class:`Column`."""
+
+    runs: list[str]
+    columns: list[Column]
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    n: pd.DataFrame
+    show_protocol: bool
+    show_class: bool
+
+    def cell(self, run: str, col: Column) -> tuple[float | None, float | None, int]:
+        key = (col.protocol, col.metric, col.cls)
+        mean = self.mean.at[run, key]
+        if pd.isna(mean):
+            return None, None, 0
+        std = self.std.at[run, key]
+        return float(mean), (None if pd.isna(std) else float(std)), int(self.n.at[run, key])
+
+
+def _split_names(values: Iterable[str] | None) -> list[str]:
+    names: list[str] = []
+    for value in values or ():
+        names.extend(part.strip() for part in str(value).split(",") if part.strip())
+    return names
+
+
+def build_table(
+    rows: Iterable[Mapping],
+    *,
+    metrics: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None,
+    classes: bool = False,
+) -> Leaderboard:
+    """Aggregate rows into a leaderboard.
+
+    ``metrics`` picks and orders the columns (default: every metric, in order of first appearance);
+    ``protocols`` restricts to those protocols; ``classes`` adds class-wise columns after each metric's
+    "mean" column (by default only rows with class "mean" are used).
+    """
+    stats = aggregate(rows)
+    protocols = _split_names(protocols)
+    metrics = _split_names(metrics)
+    if protocols:
+        unknown = [p for p in protocols if p not in set(stats["protocol"])]
+        if unknown:
+            have = ", ".join(dict.fromkeys(stats["protocol"]))
+            raise UnitEvalError(f"protocol {unknown[0]!r} not in the results (have: {have})")
+        stats = stats[stats["protocol"].isin(protocols)]
+    if not classes:
+        stats = stats[stats["class"] == MEAN]
+        if stats.empty:
+            raise UnitEvalError('no result rows with class "mean" (pass --classes for class-wise columns)')
+    if metrics:
+        have = list(dict.fromkeys(stats["metric"]))
+        unknown = [m for m in metrics if m not in have]
+        if unknown:
+            raise UnitEvalError(f"metric {unknown[0]!r} not in the results (have: {', '.join(have)})")
+        stats = stats[stats["metric"].isin(metrics)]
+    else:
+        metrics = list(dict.fromkeys(stats["metric"]))
+    protocols = protocols or list(dict.fromkeys(stats["protocol"]))
+
+    columns: list[Column] = []
+    for protocol in protocols:
+        for metric in metrics:
+            present = stats.loc[(stats["protocol"] == protocol) & (stats["metric"] == metric), "class"]
+            names = list(dict.fromkeys(present))
+            if MEAN in names:
+                names.remove(MEAN)
+                names.insert(0, MEAN)
+            columns.extend(Column(protocol, metric, name) for name in names)
+
+    runs = list(dict.fromkeys(stats["run"]))
+    col_index = pd.MultiIndex.from_tuples([(c.protocol, c.metric, c.cls) for c in columns])
+
+    def frame(field: str) -> pd.DataFrame:
+        wide = stats.pivot(index="run", columns=["protocol", "metric", "class"], values=field)
+        return wide.reindex(index=runs, columns=col_index)
+
+    return Leaderboard(
+        runs=runs,
+        columns=columns,
+        mean=frame("mean"),
+        std=frame("std"),
+        n=frame("n"),
+        show_protocol=len(protocols) > 1,
+        show_class=classes,
+    )
+
+
+def format_number(value: float, decimals: int) -> str:
+    """Fixed-point with ``decimals`` digits; never prints a negative zero."""
+    text = f"{value:.{decimals}f}"
+    return f"{0.0:.{decimals}f}" if float(text) == 0 else text
+
+
+def rank_marks(values: Sequence[float | None], higher_is_better: bool, decimals: int) -> list[str]:
+    """``"best"``/``"second"``/``""`` per value, compared as displayed at ``decimals`` (ties share a mark).
+
+    Nothing is marked in a column with fewer than two values.
+    """
+    shown = [None if v is None else float(format_number(v, decimals)) for v in values]
+    distinct = sorted({v for v in shown if v is not None}, reverse=higher_is_better)
+    if sum(v is not None for v in shown) < 2:
+        return [""] * len(values)
+    best = distinct[0]
+    second = distinct[1] if len(distinct) > 1 else None
+    return ["best" if v == best and v is not None else "second" if v == second and v is not None else "" for v in shown]
+
+
+def _decimals_for(col: Column, decimals: int, metric_decimals: Mapping[str, int] | None) -> int:
+    places = (metric_decimals or {}).get(col.metric, decimals)
+    if places < 0:
+        raise UnitEvalError(f"decimals must be >= 0, got {places} for {col.metric}")
+    return places
+
+
+@dataclass(frozen=True)
+class _Cell:
+    mean: str | None
+    std: str | None
+    mark: str
+
+
+def _cells(board: Leaderboard, decimals: int, metric_decimals, show_std: bool, marks: bool) -> list[list[_Cell]]:
+    by_column = []
+    for col in board.columns:
+        places = _decimals_for(col, decimals, metric_decimals)
+        stats = [board.cell(run, col) for run in board.runs]
+        flags = rank_marks([s[0] for s in stats], col.info.higher_is_better, places) if marks else [""] * len(stats)
+        by_column.append(
+            [
+                _Cell(
+                    None if mean is None else format_number(mean, places),
+                    format_number(std, places) if show_std and std is not None and n > 1 else None,
+                    flag,
+                )
+                for (mean, std, n), flag in zip(stats, flags)
+            ]
+        )
+    return [list(row) for row in zip(*by_column)] if by_column else [[] for _ in board.runs]
+
+
+def _header_parts(board: Leaderboard, col: Column, arrow: Mapping[bool, str], escape) -> list[str]:
+    parts = [escape(col.protocol)] if board.show_protocol else []
+    parts.append(f"{escape(col.info.label)} {arrow[col.info.higher_is_better]}")
+    if board.show_class:
+        parts.append(escape(col.cls))
+    return parts
+
+
+def render_latex(
+    board: Leaderboard,
+    *,
+    decimals: int = 2,
+    metric_decimals: Mapping[str, int] | None = None,
+    second: bool = False,
+    show_std: bool = True,
+    caption: str | None = None,
+    label: str | None = None,
+) -> str:
+    """A booktabs ``tabular`` (wrapped in a ``table`` environment when a caption or label is given)."""
+    if label is not None and (not label.strip() or any(ch in label for ch in "{}\\%#$&^~ ")):
+        raise UnitEvalError(f"LaTeX label must be non-empty without spaces or any of {{}}\\%#$&^~: {label!r}")
+    arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
+    headers = [_header_parts(board, col, arrows, latex_escape) for col in board.columns]
+    levels = len(headers[0]) if headers else 1
+
+    def styled(cell: _Cell) -> str:
+        if cell.mean is None:
+            return "--"
+        text = cell.mean if cell.std is None else f"{cell.mean} $\\pm$ {cell.std}"
+        if cell.mark == "best":
+            return f"\\textbf{{{text}}}"
+        if cell.mark == "second" and second:
+            return f"\\underline{{{text}}}"
+        return text
+
+    body = [[latex_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, _cells(board, decimals, metric_decimals, show_std, True))]
+    last_header = ["Method"] + [h[-1] for h in headers]
+    widths = [max(len(r[i]) for r in body + [last_header]) for i in range(len(last_header))]
+
+    def line(cells: list[str]) -> str:
+        return " & ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() + r" \\"
+
+    out = []
+    if caption is not None or label is not None:
+        out += [r"\begin{table}[t]", r"\centering"]
+        if caption is not None:
+            out.append(f"\\caption{{{latex_escape(caption)}}}")
+        if label is not None:
+            out.append(f"\\label{{{label}}}")
+    out += [f"\\begin{{tabular}}{{l{'c' * len(board.columns)}}}", r"\toprule"]
+    for level in range(levels - 1):
+        groups: list[tuple[tuple[str, ...], int, int]] = []
+        for i, head in enumerate(headers):
+            prefix = tuple(head[: level + 1])
+            if groups and groups[-1][0] == prefix:
+                groups[-1] = (prefix, groups[-1][1], i)
+            else:
+                groups.append((prefix, i, i))
+        cells = [f"\\multicolumn{{{end - start + 1}}}{{c}}{{{prefix[-1]}}}" for prefix, start, end in groups]
+        out.append(" & ".join([""] + cells) + r" \\")
+        out.append(" ".join(f"\\cmidrule(lr){{{start + 2}-{end + 2}}}" for _, start, end in groups))
+    out += [line(last_header), r"\midrule"]
+    out += [line(row) for row in body]
+    out += [r"\bottomrule", r"\end{tabular}"]
+    if caption is not None or label is not None:
+        out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(
+    board: Leaderboard,
+    *,
+    decimals: int = 2,
+    metric_decimals: Mapping[str, int] | None = None,
+    second: bool = False,
+    show_std: bool = True,
+) -> str:
+    """A GitHub pipe table; best in ``**bold**``, second best in ``<ins>`` (GitHub's underline)."""
+    from tabulate import tabulate
+
+    def styled(cell: _Cell) -> str:
+        if cell.mean is None:
+            return "–"
+        text = cell.mean if cell.std is None else f"{cell.mean} ± {cell.std}"
+        if cell.mark == "best":
+            return f"**{text}**"
+        if cell.mark == "second" and second:
+            return f"<ins>{text}</ins>"
+        return text
+
+    headers = ["Method"] + [" / ".join(_header_parts(board, c, {True: "↑", False: "↓"}, markdown_escape)) for c in board.columns]
+    body = [[markdown_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, _cells(board, decimals, metric_decimals, show_std, True))]
+    return tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * len(board.columns)) + "\n"
+
+
+def render_csv(
+    board: Leaderboard,
+    *,
+    decimals: int = 2,
+    metric_decimals: Mapping[str, int] | None = None,
+    show_std: bool = True,
+) -> str:
+    """Plain numbers: ``run`` then one column per metric (``protocol/metric/class`` parts as needed),
+    followed by ``<column>_std`` where some cell of it has several seeds; empty where missing."""
+    names = []
+    for col in board.columns:
+        parts = ([col.protocol] if board.show_protocol else []) + [col.metric] + ([col.cls] if board.show_class else [])
+        names.append("/".join(parts))
+    cells = _cells(board, decimals, metric_decimals, show_std, False)
+    with_std = [any(row[i].std is not None for row in cells) for i in range(len(board.columns))]
+    header = ["run"]
+    for name, has_std in zip(names, with_std):
+        header += [name, f"{name}_std"] if has_std else [name]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for run, row in zip(board.runs, cells):
+        values = [run]
+        for cell, has_std in zip(row, with_std):
+            values.append(cell.mean or "")
+            if has_std:
+                values.append(cell.std or "")
+        writer.writerow(values)
+    return buffer.getvalue()
+
+
+def make_table(
+    rows: Iterable[Mapping],
+    fmt: str = "markdown",
+    *,
+    metrics: Sequence[str] | None = None,
+    protocols: Sequence[str] | None = None,
+    classes: bool = False,
+    decimals: int = 2,
+    metric_decimals: Mapping[str, int] | None = None,
+    second: bool = False,
+    show_std: bool = True,
+    caption: str | None = None,
+    label: str | None = None,
+) -> str:
+    """Result rows in, rendered table out (``fmt`` one of :data:`FORMATS`)."""
+    if fmt not in FORMATS:
+        raise UnitEvalError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt != "latex" and (caption is not None or label is not None):
+        raise UnitEvalError("caption and label apply to the latex format only")
+    board = build_table(rows, metrics=metrics, protocols=protocols, classes=classes)
+    style = dict(decimals=decimals, metric_decimals=metric_decimals, show_std=show_std)
+    if fmt == "latex":
+        return render_latex(board, second=second, caption=caption, label=label, **style)
+    if fmt == "markdown":
+        return render_markdown(board, second=second, **style)
+    return render_csv(board, **style)
