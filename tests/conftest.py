@@ -37,7 +37,7 @@ def write_digits(root: Path, classes=(0, 1, 2), per_class: int = 12, offset: int
 def photo_arrays(size: int = 96) -> list[np.ndarray]:
     import skimage.data
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle_left", "retina"]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "camera", "retina"]
     out = []
     for name in names:
         img = getattr(skimage.data, name)()

@@ -7,6 +7,3 @@ class UnitEvalError(Exception):
     The message must fit on one line and say what to do about it.
     """
 
-
-class RegressionFound(Exception):
-    """Raised by ``unit-eval check`` paths that want exit code 3."""

@@ -86,7 +86,7 @@ def load_image(path: str | os.PathLike, size: int | None = None, resize_filter: 
         raise UnitEvalError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), resample=resize_filter_of(resize_filter))
-    arr = np.asarray(rgb, dtype=np.uint8)
+    arr = np.array(rgb, dtype=np.uint8)  # writable copy: torch.from_numpy needs one
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise UnitEvalError(f"cannot convert image {path} to RGB (shape {arr.shape})")
     return arr

@@ -1,0 +1,68 @@
+"""``unit-eval evaluate`` (protocols against a checkpoint, a user model or a folder of generated images)
+and ``unit-eval protocols`` (what protocols exist, where they come from)."""
+from __future__ import annotations
+
+import click
+
+from .common import emit, info, json_option
+
+
+@click.command("evaluate")
+@click.option("--ckpt", type=click.Path(), default=None, help="A run.pt checkpoint of a bundled baseline.")
+@click.option("--model", "model_spec", default=None, help="A user model 'module:factory' (Translator interface).")
+@click.option("--fake", type=click.Path(), default=None,
+              help="A folder of already generated images (mFID kinds: class subfolders; D&C: any; pixel accuracy: files named by pair).")
+@click.option("--protocol", "protocols", multiple=True, required=True,
+              help="Protocol name (see 'unit-eval protocols') or path to a .toml file; repeat for several.")
+@click.option("--data", required=True, help="Dataset name (afhq, animalfaces10, maps, digits, ...) or folder.")
+@click.option("--data-root", default=None, help="Root for named datasets (default $UNIT_EVAL_DATA or ./data).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Append result rows to this JSONL file.")
+@click.option("--run", "run_name", default=None, help="Run name in result rows (default: the checkpoint's folder, model spec or fake folder).")
+@click.option("--seed", "seeds", type=int, multiple=True, help="Seed(s); each gives its own row set (default: the protocol's seed).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass (does not change results).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")
+@click.option("--save-images", type=click.Path(file_okay=False), default=None,
+              help="Also write every generated image as PNG under DIR/<protocol>/seed<S>/.")
+@json_option
+def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, run_name, seeds, device, batch_size, no_cache,
+                     save_images, as_json):
+    """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed)."""
+    from ..protocol_runner import evaluate
+
+    results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
+                             seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
+                             run_name=run_name, save_images=save_images)
+    if out:
+        info(f"appended {len(rows)} rows to {out}")
+    payload = {"run": rows[0]["run"] if rows else run_name, "out": out, "results": [r.summary() for r in results], "rows": rows}
+    emit(payload, as_json, "\n".join(_text(r) for r in results))
+
+
+def _text(result) -> str:
+    head = [f"{result.protocol} (seed {result.seed}):"]
+    for metric, per in result.values.items():
+        mean = per.get("mean")
+        classes = {c: v for c, v in per.items() if c != "mean"}
+        if mean is not None:
+            head.append(f"  {metric} {mean:.4f}")
+        if classes:
+            head.append("  " + ", ".join(f"{metric}[{c}] {v:.4f}" for c, v in classes.items()))
+    return "\n".join(head)
+
+
+@click.command("protocols")
+@json_option
+def protocols_command(as_json):
+    """List the shipped evaluation protocols with their source and description."""
+    from ..protocol_specs import list_protocols
+
+    specs = list_protocols()
+    payload = {"protocols": [s.summary() for s in specs]}
+    lines = []
+    for s in specs:
+        lines.append(f"{s.name}  [{s.kind}; needs {', '.join(s.needs)}"
+                     f"{'; or --fake DIR' if s.fake_folder else ''}]")
+        lines.append(f"    {s.description}")
+        lines.append(f"    source: {s.source}")
+    emit(payload, as_json, "\n".join(lines))

@@ -1,0 +1,72 @@
+"""``unit-eval train {tunit,funit,unit} --data DIR --out RUN_DIR``: the bundled trainers.
+
+Progress (tqdm) and messages go to stderr; ``--json`` prints one summary object on stdout. The
+heavy lifting is :func:`unit_eval.baselines.common.loop.train`. Distributed training:
+``torchrun --nproc_per_node N -m unit_eval.cli train ...`` (``--batch-size`` is the global batch).
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import UnitEvalError
+from .common import emit, info, json_option
+
+MODELS = ("tunit", "funit", "unit")
+
+
+def _parse_set(items: tuple[str, ...]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UnitEvalError(f"--set expects KEY=VALUE, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+@click.command("train", context_settings={"show_default": True})
+@click.argument("model", type=click.Choice(MODELS))
+@click.option("--data", "data", required=True, type=click.Path(file_okay=True, dir_okay=True),
+              help="Folder of class subfolders (UNIT: exactly the two domains as two subfolders).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="RUN_DIR for log.jsonl, samples/, resume.pt, run.pt.")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Iterations [default: the model's published schedule].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Global batch size [default: the model's].")
+@click.option("--img-size", type=click.IntRange(min=8), default=None, help="Training resolution [default: the model's].")
+@click.option("--k", type=click.IntRange(min=1), default=None, help="TUNIT: number of pseudo-domains K-hat [10].")
+@click.option("--p-semi", type=click.FloatRange(0.0, 1.0), default=None, help="TUNIT: labelled fraction per class (semi-supervised).")
+@click.option("--seed", type=int, default=0)
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--amp/--no-amp", default=None, help="bf16 autocast [default: on for CUDA, off on CPU].")
+@click.option("--sample-every", type=click.IntRange(min=0), default=None, help="Sample grid every N iterations (0: never) [min(5000, iters/10)].")
+@click.option("--ckpt-every", type=click.IntRange(min=0), default=None, help="resume.pt every N iterations (always at the end) [min(5000, iters/10)].")
+@click.option("--log-every", type=click.IntRange(min=1), default=10, help="log.jsonl row every N iterations.")
+@click.option("--resume", is_flag=True, help="Continue RUN_DIR/resume.pt if present (exactly); start fresh otherwise.")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="Data loader processes [CUDA: up to 8, CPU: 0].")
+@click.option("--allow-upscale", is_flag=True, help="Accept images smaller than the training resolution (upscaled).")
+@click.option("--toy", is_flag=True, help="Tiny networks at 32 px (CPU smoke runs and tests).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config key (JSON value), e.g. --set warmup_iters=100.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@json_option
+def train_command(model, data, out, iters, batch_size, img_size, k, p_semi, seed, device, amp, sample_every, ckpt_every,
+                  log_every, resume, workers, allow_upscale, toy, sets, quiet, as_json):
+    """Train a bundled baseline; writes RUN_DIR/run.pt (evaluate it with `unit-eval evaluate --ckpt`)."""
+    from unit_eval.baselines.common.loop import train
+
+    extra = {}
+    if p_semi is not None:
+        extra["p_semi"] = p_semi
+    if toy:
+        extra["toy"] = True
+    summary = train(model, data, out, iters=iters, img_size=img_size, batch_size=batch_size, k=k, seed=seed,
+                    device=device, amp=amp, sample_every=sample_every, ckpt_every=ckpt_every, log_every=log_every,
+                    resume=resume, allow_upscale=allow_upscale, workers=workers, progress=not quiet,
+                    extra=extra, overrides=_parse_set(sets))
+    if not as_json:
+        info(f"wrote {summary['run']} after {summary['iterations']} iterations")
+    emit(summary, as_json, human=summary["run"])

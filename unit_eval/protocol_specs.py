@@ -1,0 +1,318 @@
+"""Evaluation protocols: declarative TOML files, loaded and validated into one dataclass per kind.
+
+A protocol file states where it comes from (``source``: paper section or code path) and every choice that
+moves a number: splits, how sources and references are drawn, counts, resize filter, extractor
+preprocessing, seed. All keys of its kind are required (no silent defaults); unknown keys are errors.
+
+Shipped protocols live in ``protocols/*.toml`` (package data of ``unit_eval.protocols``); a path to any
+``.toml`` file with the same schema works wherever a protocol name does.
+
+Schema (flat keys). Common to every kind:
+
+``name`` (str, equals the file name for shipped files), ``kind`` (one of :data:`KINDS`),
+``description`` (one line), ``source`` (paper section / code path), ``seed`` (int, the default seed;
+``--seed`` overrides it), ``resize_filter`` (PIL filter bringing dataset images to the model's square
+resolution), optional ``notes``. Kind-specific keys are the fields of the dataclasses below.
+
+Images always enter a model at the model's resolution (``image_size`` of the Translator) and fakes are
+scored at that resolution; for a folder of generated images, the folder's resolution takes its place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from .errors import UnitEvalError
+from .images import RESIZE_FILTERS
+
+SPLITS = ("train", "test")
+PACKAGE = "unit_eval.protocols"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtocolSpec:
+    """Keys every protocol file has."""
+
+    name: str
+    kind: str
+    description: str
+    source: str
+    seed: int
+    resize_filter: str
+    notes: str = ""
+    file: str = ""  # where it was loaded from (not a TOML key)
+
+    # what the protocol needs from a model; whether a folder of generated images can stand in for one
+    needs: ClassVar[tuple[str, ...]] = ("translate",)
+    fake_folder: ClassVar[bool] = False
+    metrics: ClassVar[tuple[str, ...]] = ()
+    _choices: ClassVar[dict[str, tuple]] = {}
+
+    def options(self) -> dict:
+        """Every number-moving setting, for result rows (``file`` and prose excluded)."""
+        skip = {"file", "description", "notes", "source"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+
+    def summary(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "description": self.description, "source": self.source,
+                "file": self.file, "needs": list(self.needs), "fake_folder": self.fake_folder,
+                "metrics": list(self.metrics), "seed": self.seed}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassFID(ProtocolSpec):
+    """Class-wise FID, TUNIT paper (Appendix C), seeded.
+
+    For each target class t: ``sources_per_class`` images drawn without replacement from the
+    ``source_split`` of every other class; each source gets ``references_per_source`` references drawn
+    without replacement from class t's ``source_split``. Real set of t = all of t's ``real_split`` images
+    at the model's resolution. Fakes are quantised to uint8 (as if saved as PNG) before ``preprocessing``.
+    A one-class dataset takes its sources from the class itself (as TUNIT's code does).
+    """
+
+    source_split: str
+    real_split: str
+    sources_per_class: int
+    references_per_source: int
+    preprocessing: str
+
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
+    _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LegacyTunitMFID(ProtocolSpec):
+    """clovaai/tunit ``validation/validation.py`` ``calcFIDBatch``, replicated, with its randomness seeded.
+
+    T = (min + max) // 2 of the per-class train counts; m = max(1, fid_batch // K);
+    n = (T // m) // (K - 1) (T // m when K = 1). Target class t: m draws of n random validation images of t
+    (one style code each); contents: the first n validation images of each other class, in the order
+    (t+1) % K, (t+2) % K, ...; content i pairs with reference i of each draw; (K-1) * n * m fakes, capped at T.
+    ``branch``: ``animal_faces`` (real = every train image; validation images go through the training
+    transform, so each is flipped at random once) or ``other`` (real = the first T train images of the class,
+    sorted; validation images unflipped); ``auto`` picks ``animal_faces`` for AnimalFaces datasets.
+    ``real_flip``: the real set's random horizontal flips (training transform), one seeded coin per image.
+    Fakes stay float (never quantised); ``preprocessing`` must be ``tunit-legacy``.
+    """
+
+    fid_batch: int
+    branch: str
+    real_flip: bool
+    preprocessing: str
+
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
+    _choices: ClassVar[dict[str, tuple]] = {"branch": ("auto", "animal_faces", "other"),
+                                            "preprocessing": ("tunit-legacy",)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class DensityCoverage(ProtocolSpec):
+    """Density & coverage (and precision/recall), TUNIT paper Appendix C / Naeem et al. 2020.
+
+    n = min(number of ``real_split`` images, ``max_fake``) fakes; source and reference of each fake are
+    drawn independently and uniformly (with replacement) from the pooled ``source_split`` of all classes.
+    Real set = every ``real_split`` image of every class. prdc semantics with ``k``.
+    """
+
+    source_split: str
+    real_split: str
+    max_fake: int
+    k: int
+    preprocessing: str
+
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("density", "coverage", "precision", "recall")
+    _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterEval(ProtocolSpec):
+    """Cluster accuracy (Hungarian one-to-one, majority many-to-one), NMI, and IOI of style codes.
+
+    Every ``split`` image goes through ``model.cluster`` (ids) and ``model.style`` (codes) at the model's
+    resolution. ``ioi_groups``: ``predicted`` (IOI over the model's clusters, "of each clustering result",
+    TUNIT Sec. 4.2) or ``labels`` (ground-truth classes).
+    """
+
+    split: str
+    ioi_groups: str
+
+    needs: ClassVar[tuple[str, ...]] = ("cluster", "style")
+    metrics: ClassVar[tuple[str, ...]] = ("cluster_acc", "cluster_acc_majority", "nmi", "ioi")
+    _choices: ClassVar[dict[str, tuple]] = {"ioi_groups": ("predicted", "labels")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceClassFID(ProtocolSpec):
+    """CLUIT (Sec. 4, AFHQ): every ``input_split`` image translated with ``references_per_input``
+    references drawn without replacement from the pooled ``reference_split`` (excluding the input itself
+    when ``exclude_self``); fakes grouped by the reference's ground-truth class; class-wise FID against
+    the class's ``real_split`` images; mean over classes."""
+
+    input_split: str
+    reference_split: str
+    real_split: str
+    references_per_input: int
+    exclude_self: bool
+    preprocessing: str
+
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
+    _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LpipsDiversity(ProtocolSpec):
+    """LPIPS diversity (StarGAN v2 ``metrics/lpips.py``, GP-UNIT Table 1).
+
+    A task is (source class, target class t). ``targets = "all-other"``: every ``input_split`` image of
+    every class other than t is an input of task t (a one-class set uses its own class);
+    ``"one-random"``: each input gets one target class drawn uniformly among the others. Each input is
+    translated with ``outputs_per_input`` references drawn without replacement from t's ``input_split``;
+    score of an input = mean LPIPS (``net``, v0.1, float outputs in [-1, 1] at the model's resolution) over
+    its unordered output pairs; task = mean over inputs; target-class row = mean over its tasks;
+    ``mean`` row = mean over all tasks.
+    """
+
+    input_split: str
+    outputs_per_input: int
+    targets: str
+    net: str
+
+    metrics: ClassVar[tuple[str, ...]] = ("lpips_diversity",)
+    _choices: ClassVar[dict[str, tuple]] = {"targets": ("all-other", "one-random"), "net": ("alex", "vgg")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class LpipsContent(ProtocolSpec):
+    """LPIPS between each source and its translation (TUNIT Appendix, Fig. 26: LPIPS beside FID).
+
+    Sources and references are drawn exactly as in ``tunit-mfid`` (``sources_per_class`` from each other
+    class x ``references_per_source`` references of the target class); rows per target class and mean.
+    Float outputs and sources in [-1, 1] at the model's resolution.
+    """
+
+    source_split: str
+    sources_per_class: int
+    references_per_source: int
+    net: str
+
+    metrics: ClassVar[tuple[str, ...]] = ("lpips_content",)
+    _choices: ClassVar[dict[str, tuple]] = {"net": ("alex", "vgg")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MapsPixelAccuracy(ProtocolSpec):
+    """UNIT (Sec. 4.1, Fig. 2): every test pair's source goes through ``model.translate_to_domain(source,
+    target_domain)``; pixel accuracy against the paired ground truth: max over RGB of |pred - gt| strictly
+    below ``threshold``, pooled over all pixels of all images (GcGAN's evaluate_maps.py reading).
+    Resolution: sources resized to the model's resolution with ``resize_filter``; ground truth resized to
+    the same resolution with ``target_resize_filter`` (nearest keeps the flat map colours exact); for a
+    folder of predictions, the ground truth is resized to each prediction's size instead."""
+
+    split: str
+    target_domain: int
+    threshold: int
+    target_resize_filter: str
+
+    needs: ClassVar[tuple[str, ...]] = ("translate_to_domain",)
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("pixel_accuracy",)
+
+
+KINDS: dict[str, type[ProtocolSpec]] = {
+    "class-fid": ClassFID,
+    "tunit-legacy-mfid": LegacyTunitMFID,
+    "density-coverage": DensityCoverage,
+    "cluster": ClusterEval,
+    "reference-class-fid": ReferenceClassFID,
+    "lpips-diversity": LpipsDiversity,
+    "lpips-content": LpipsContent,
+    "pixel-accuracy": MapsPixelAccuracy,
+}
+
+_POSITIVE = {"sources_per_class", "references_per_source", "fid_batch", "max_fake", "k", "references_per_input",
+             "outputs_per_input", "threshold"}
+
+
+def _validate(data: dict, where: str) -> ProtocolSpec:
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise UnitEvalError(f"{where}: 'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+    cls = KINDS[kind]
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "file"}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UnitEvalError(f"{where}: unknown key(s) {unknown} for kind {kind!r}; allowed: {', '.join(sorted(fields))}")
+    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING]
+    if missing:
+        raise UnitEvalError(f"{where}: missing key(s) {missing} (kind {kind!r} states every setting explicitly)")
+    for name, value in data.items():
+        expected = hints[name]
+        ok = isinstance(value, bool) if expected is bool else (
+            isinstance(value, expected) and not isinstance(value, bool))
+        if not ok:
+            raise UnitEvalError(f"{where}: {name} must be {expected.__name__}, got {value!r}")
+        if name in _POSITIVE and value < 1:
+            raise UnitEvalError(f"{where}: {name} must be at least 1, got {value}")
+        if (name.endswith("split") and name != "split") or name == "split":
+            if value not in SPLITS:
+                raise UnitEvalError(f"{where}: {name} must be one of {', '.join(SPLITS)}, got {value!r}")
+        if name.endswith("resize_filter") and value not in RESIZE_FILTERS:
+            raise UnitEvalError(f"{where}: {name} must be one of {', '.join(RESIZE_FILTERS)}, got {value!r}")
+        choices = cls._choices.get(name)
+        if choices is not None and value not in choices:
+            raise UnitEvalError(f"{where}: {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if data["seed"] < 0:
+        raise UnitEvalError(f"{where}: seed must be non-negative, got {data['seed']}")
+    if kind == "pixel-accuracy" and data["target_domain"] < 0:
+        raise UnitEvalError(f"{where}: target_domain must be non-negative")
+    return cls(**data, file=where)
+
+
+def _package_files() -> dict[str, object]:
+    from importlib import resources
+
+    root = resources.files(PACKAGE)
+    return {entry.name[: -len(".toml")]: entry for entry in root.iterdir() if entry.name.endswith(".toml")}
+
+
+def protocol_names() -> list[str]:
+    return sorted(_package_files())
+
+
+def parse_protocol(text: str, where: str) -> ProtocolSpec:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UnitEvalError(f"{where}: invalid TOML ({exc})") from None
+    return _validate(data, where)
+
+
+def load_protocol(name_or_path: str | os.PathLike) -> ProtocolSpec:
+    """A shipped protocol by name, or a ``.toml`` file by path."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if text.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise UnitEvalError(f"protocol file not found: {path}")
+        return parse_protocol(path.read_text(encoding="utf-8"), str(path))
+    files = _package_files()
+    if text not in files:
+        raise UnitEvalError(f"unknown protocol {text!r}; available: {', '.join(sorted(files))} (or a path to a .toml file)")
+    spec = parse_protocol(files[text].read_text(encoding="utf-8"), f"{PACKAGE}/{text}.toml")
+    if spec.name != text:
+        raise UnitEvalError(f"{PACKAGE}/{text}.toml declares name {spec.name!r}; it must match the file name")
+    return spec
+
+
+def list_protocols() -> list[ProtocolSpec]:
+    return [load_protocol(n) for n in protocol_names()]
