@@ -284,3 +284,12 @@ def test_resume_file_errors(digits, tmp_path):
     (out / "resume.pt").write_bytes(b"garbage")
     with pytest.raises(UnitEvalError, match="not a loadable resume file"):
         _run(digits, out, 2, resume=True)
+
+
+def test_loader_workers_do_not_change_the_data(digits, tmp_path):
+    _run(digits, tmp_path / "w0", 3, sample_every=0, workers=0)
+    _run(digits, tmp_path / "w2", 3, sample_every=0, workers=2)
+    a = load_resume(tmp_path / "w0" / "resume.pt", "tunit")
+    b = load_resume(tmp_path / "w2" / "resume.pt", "tunit")
+    for k in a["recipe"]["net"]:
+        assert torch.equal(a["recipe"]["net"][k], b["recipe"]["net"][k])

@@ -102,6 +102,26 @@ def test_widths_follow_resolution():
         Generator(48, 128)
 
 
+# ----------------------------------------------------------------------------- losses
+def test_loss_values():
+    from unit_eval.baselines.tunit.losses import augment, contrastive_loss, iic_loss
+
+    k = 4
+    onehot = torch.eye(k).repeat(3, 1)
+    assert iic_loss(onehot, onehot).item() == pytest.approx(-math.log(k), abs=1e-6)  # MI = log K
+    uniform = torch.full((6, k), 1.0 / k)
+    assert iic_loss(uniform, uniform).item() == pytest.approx(0.0, abs=1e-7)
+    q = torch.tensor([[0.3, 0.0]])
+    queue = torch.tensor([[0.0, 0.3], [-0.3, 0.0]])
+    pos, neg = 0.09 / 0.07, -0.09 / 0.07
+    expected = -math.log(math.exp(pos) / (math.exp(pos) + 1 + math.exp(neg)))
+    assert contrastive_loss(q, q, queue).item() == pytest.approx(expected, rel=1e-5)
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    y = augment(x)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
+
+
 # ----------------------------------------------------------------------------- training
 def _recipe(p_semi=None, k=None, warmup=3, num_classes=3):
     cfg = TunitRecipe.default_config(iters=20, toy=True, p_semi=p_semi, k=k)
@@ -352,3 +372,9 @@ def test_cli_train_and_errors(digits, tmp_path, capsys):
         assert code == 1 and message in err and err.strip().count("\n") == 0, (extra, err)
     code, _, err = _cli(["train", "tunit", "--data", str(digits / "1"), "--out", str(out), "--toy", "--iters", "2"], capsys)
     assert code == 1 and "--resume" in err
+    code, _, err = _cli(["train", "tunit", "--data", str(digits / "1"), "--out", str(out), "--resume", "--iters", "3",
+                         "--batch-size", "6", "--quiet"], capsys)
+    assert code == 1 and "cannot change" in err
+    code, stdout, _ = _cli(["train", "tunit", "--data", str(digits / "1"), "--out", str(out), "--resume", "--iters", "3",
+                            "--quiet", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["iterations"] == 3 and json.loads(stdout)["trained_now"] == 1

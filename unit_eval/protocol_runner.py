@@ -71,20 +71,22 @@ def _check_classes(split: dict[str, list[Path]], what: str) -> list[str]:
 
 
 def sample_class_fid(split: dict[str, list[Path]], sources_per_class: int, references_per_source: int, seed: int,
-                     purpose: str = "class-fid") -> dict[str, list[Job]]:
+                     purpose: str = "class-fid", label: str | None = None) -> dict[str, list[Job]]:
     """TUNIT Appendix C: per target class t, ``sources_per_class`` random images of each other class, each
     with ``references_per_source`` random references of t (both without replacement). K = 1: the class
-    itself is the source class. Returns {target: jobs} with exactly S x max(K-1, 1) x R jobs per target."""
-    classes = _check_classes(split, purpose)
+    itself is the source class. Returns {target: jobs} with exactly S x max(K-1, 1) x R jobs per target.
+    ``purpose`` keys the random streams (protocols sharing it draw the same pairs); ``label`` names errors."""
+    label = label or purpose
+    classes = _check_classes(split, label)
     plan: dict[str, list[Job]] = {}
     for ti, target in enumerate(classes):
         refs = split[target]
-        _need(len(refs), references_per_source, f"{purpose}: references of class {target!r}")
+        _need(len(refs), references_per_source, f"{label}: references of class {target!r}")
         others = [c for c in classes if c != target] or [target]
         jobs = []
         for source_cls in others:
             pool = split[source_cls]
-            _need(len(pool), sources_per_class, f"{purpose}: sources of class {source_cls!r}")
+            _need(len(pool), sources_per_class, f"{label}: sources of class {source_cls!r}")
             rng = rng_for(seed, purpose, "sources", ti, classes.index(source_cls))
             for si in rng.choice(len(pool), size=sources_per_class, replace=False):
                 ref_rng = rng_for(seed, purpose, "references", ti, classes.index(source_cls), int(si))
@@ -289,6 +291,12 @@ class _Images:
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+def _memo_key(paths: list[Path], extractor, size, resize_filter, flips) -> tuple:
+    """In-process memo key of a real set: like FeatureCache's, a touched file makes a new key."""
+    listing = tuple((str(p), *(lambda st: (st.st_size, st.st_mtime_ns))(p.stat())) for p in paths)
+    return (extractor.describe(), size, resize_filter, listing, None if flips is None else flips.tobytes())
+
+
 def _image_size(path: Path) -> int:
     from PIL import Image
 
@@ -427,7 +435,7 @@ class ProtocolRunner:
     def _real_features(self, paths: list[Path], extractor, size: int | None, resize_filter: str, desc: str,
                        flips: np.ndarray | None = None) -> np.ndarray:
         """Features of a real set: memoised in this runner (seeds, protocols) and cached on disk."""
-        key = (extractor.describe(), size, resize_filter, tuple(paths), None if flips is None else flips.tobytes())
+        key = _memo_key(paths, extractor, size, resize_filter, flips)
         if key not in self._real_memo:
             if flips is not None:
                 self._real_memo[key] = self._flipped_real(paths, flips, extractor, size, resize_filter, desc)
@@ -442,7 +450,7 @@ class ProtocolRunner:
         """(n, mu, sigma, sigma^1/2) of a real set, memoised: several seeds share one eigendecomposition."""
         from .metrics import fid
 
-        key = (extractor.describe(), size, resize_filter, tuple(paths), None if flips is None else flips.tobytes())
+        key = _memo_key(paths, extractor, size, resize_filter, flips)
         if key not in self._stats_memo:
             feats = self._real_features(paths, extractor, size, resize_filter, desc, flips)
             mu, sigma = fid.feature_statistics(feats)
@@ -488,15 +496,24 @@ class ProtocolRunner:
 
     # -- protocols ----------------------------------------------------------------------------------
 
+    def check(self, spec: ProtocolSpec) -> None:
+        """Fail early (before any generation) when the model or fake folder cannot serve this protocol."""
+        if self.fake_dir is not None and not spec.fake_folder:
+            raise UnitEvalError(f"protocol {spec.name!r} needs a model (--ckpt or --model); a fake folder cannot stand in")
+        if self.model is not None:
+            self._require_model(spec)
+        if isinstance(spec, MapsPixelAccuracy) and not hasattr(self.dataset, "pairs"):
+            raise UnitEvalError(f"protocol {spec.name!r} needs a paired dataset (maps, or DIR/test/<source>,<target> "
+                                "with files paired by name)")
+        if not isinstance(spec, MapsPixelAccuracy) and not hasattr(self.dataset, "split"):
+            raise UnitEvalError(f"protocol {spec.name!r} needs a dataset of image classes")
+
     def run(self, spec: ProtocolSpec | str, seed: int | None = None) -> ProtocolResult:
         spec = load_protocol(spec) if isinstance(spec, (str, os.PathLike)) else spec
         seed = spec.seed if seed is None else int(seed)
         if seed < 0:
             raise UnitEvalError(f"seed must be non-negative, got {seed}")
-        if self.fake_dir is not None and not spec.fake_folder:
-            raise UnitEvalError(f"protocol {spec.name!r} needs a model (--ckpt or --model); a fake folder cannot stand in")
-        if self.model is not None:
-            self._require_model(spec)
+        self.check(spec)
         self._seed = seed
         handlers = {
             ClassFID: self._class_fid, LegacyTunitMFID: self._legacy, DensityCoverage: self._dc,
@@ -516,7 +533,7 @@ class ProtocolRunner:
         else:
             size = self.image_size
             plan = sample_class_fid(self._split(spec.source_split), spec.sources_per_class, spec.references_per_source,
-                                    seed, purpose=spec.kind)
+                                    seed, purpose="class-fid", label=spec.name)
             images = _Images(size, spec.resize_filter)
             fake = {c: self._fake_features(plan[c], images, spec, extractor, f"fake {c}") for c in classes}
             extra = {"fakes_per_class": {c: len(plan[c]) for c in classes}}
@@ -596,7 +613,7 @@ class ProtocolRunner:
         else:
             size = self.image_size
             n = min(n_train, spec.max_fake)
-            jobs = sample_pairs_uniform(self._split(spec.source_split), n, seed, purpose=spec.kind)
+            jobs = sample_pairs_uniform(self._split(spec.source_split), n, seed, purpose="dc")
             fake = self._fake_features(jobs, _Images(size, spec.resize_filter), spec, extractor, "fake")
             extra = {"n_fake_rule": f"min({n_train} {spec.real_split} images, max_fake {spec.max_fake})"}
         real = np.concatenate([self._real_features(p, extractor, size, spec.resize_filter, f"real {c}")
@@ -642,7 +659,7 @@ class ProtocolRunner:
         n_domains = getattr(self.model, "num_domains", None)
         options = self._options(spec, size, n_clusters_found=int(len(np.unique(pred))), num_domains=n_domains,
                                 n_classes=len(classes))
-        return ProtocolResult(spec.name, seed, values, {MEAN: len(pool)}, {MEAN: 0}, None, options)
+        return ProtocolResult(spec.name, seed, values, {MEAN: len(pool)}, {}, None, options)
 
     def _reference_class_fid(self, spec: ReferenceClassFID, seed: int) -> ProtocolResult:
         extractor = self.extractor(spec.preprocessing)
@@ -697,7 +714,7 @@ class ProtocolRunner:
         values[MEAN] = float(np.mean(list(task_means.values())))
         n_fake = {c: sum(g * len(v) for (s, t), v in tasks.items() if t == c) for c in values if c != MEAN}
         n_fake[MEAN] = len(jobs)
-        return ProtocolResult(spec.name, seed, {"lpips_diversity": values}, {MEAN: 0}, n_fake, f"lpips-{spec.net}-v0.1",
+        return ProtocolResult(spec.name, seed, {"lpips_diversity": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
                               self._options(spec, size, n_inputs=len(inputs), n_tasks=len(task_means)))
 
     def _lpips_content(self, spec: LpipsContent, seed: int) -> ProtocolResult:
@@ -706,7 +723,8 @@ class ProtocolRunner:
         net = self.lpips(spec.net)
         split = self._split(spec.source_split)
         size = self.image_size
-        plan = sample_class_fid(split, spec.sources_per_class, spec.references_per_source, seed, purpose="class-fid")
+        plan = sample_class_fid(split, spec.sources_per_class, spec.references_per_source, seed, purpose="class-fid",
+                                label=spec.name)
         images = _Images(size, spec.resize_filter)
         values = {}
         for c, jobs in plan.items():
@@ -716,15 +734,12 @@ class ProtocolRunner:
         values[MEAN] = float(np.mean([v for c, v in values.items()]))
         n_fake = {c: len(j) for c, j in plan.items()}
         n_fake[MEAN] = sum(n_fake.values())
-        return ProtocolResult(spec.name, seed, {"lpips_content": values}, {MEAN: 0}, n_fake, f"lpips-{spec.net}-v0.1",
+        return ProtocolResult(spec.name, seed, {"lpips_content": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
                               self._options(spec, size, pairs="as tunit-mfid (sampling purpose 'class-fid')"))
 
     def _pixacc(self, spec: MapsPixelAccuracy, seed: int) -> ProtocolResult:
         from .metrics.pixacc import correct_pixels
 
-        if not hasattr(self.dataset, "pairs"):
-            raise UnitEvalError(f"protocol {spec.name!r} needs a paired dataset (maps, or DIR/test/<source>,<target> "
-                                "with files paired by name)")
         pairs = self.dataset.pairs(spec.split)
         if not pairs:
             raise UnitEvalError(f"{spec.name}: the dataset has no {spec.split} pairs")
@@ -791,7 +806,10 @@ def resolve_data(spec: ProtocolSpec, data: str, data_root: str | None):
     from .datasets import resolve_dataset, resolve_paired
 
     if isinstance(spec, MapsPixelAccuracy):
-        return resolve_paired(data, data_root)
+        try:
+            return resolve_paired(data, data_root)
+        except UnitEvalError as exc:
+            raise UnitEvalError(f"protocol {spec.name!r} needs a paired dataset: {exc}") from None
     return resolve_dataset(data, data_root)
 
 
@@ -828,19 +846,20 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
                         save_images=Path(save_images) if save_images else None, progress=progress)
     run = run_name or default_run_name(ckpt, model_spec, fake)
     runners: dict[bool, ProtocolRunner] = {}
-    results, rows = [], []
-    for spec in specs:
+    for spec in specs:  # resolve data and check every protocol before generating anything
         paired = isinstance(spec, MapsPixelAccuracy)
         if paired not in runners:
             runners[paired] = ProtocolRunner(resolve_data(spec, data, data_root), model=model, fake_dir=fake,
                                              settings=settings, extractor_factory=extractor_factory,
                                              lpips_factory=lpips_factory, evaluated=evaluated)
-            # share networks between the two runners
             other = runners.get(not paired)
-            if other is not None:
+            if other is not None:  # share networks and memoised real sets
                 runners[paired]._extractors, runners[paired]._lpips = other._extractors, other._lpips
+        runners[paired].check(spec)
+    results, rows = [], []
+    for spec in specs:
         for seed in seeds:
-            result = runners[paired].run(spec, seed)
+            result = runners[isinstance(spec, MapsPixelAccuracy)].run(spec, seed)
             new = result.rows(run, sha)
             if out:
                 append_rows(out, new)

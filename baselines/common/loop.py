@@ -236,6 +236,15 @@ def train(
             total = int(iters) if iters is not None else int(state["iters"])
             if total < start:
                 raise UnitEvalError(f"--iters {total} is below the {start} iterations already done in {resume_path}")
+            asked = {"img_size": img_size, "batch_size": batch_size, "k": k, **(extra or {}), **(overrides or {})}
+            for key, value in asked.items():
+                if value is not None and key in config and config[key] != value:
+                    raise UnitEvalError(f"{resume_path} was trained with {key}={config[key]!r}; it cannot change to "
+                                        f"{value!r} when resuming (drop the option or use a new --out)")
+            if amp is not None:
+                config["amp"] = bool(amp)
+            if "iters" in config:
+                config["iters"] = total
         else:
             total = int(iters) if iters is not None else int(recipe_cls.default_iters)
             if total < 1:

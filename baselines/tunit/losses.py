@@ -64,6 +64,11 @@ def _gray(y: torch.Tensor) -> torch.Tensor:
     return (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2]).unsqueeze(1)
 
 
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_RGB = torch.linalg.inv(_YIQ).float()
+_YIQ = _YIQ.float()
+
+
 def augment(x: torch.Tensor) -> torch.Tensor:
     """Random view of a batch in [-1, 1] (module docstring)."""
     x = x.float()
@@ -90,8 +95,7 @@ def augment(x: torch.Tensor) -> torch.Tensor:
     g = _gray(y)
     y = ((y - g) * _rand(b, dev, 0.6, 1.4).view(b, 1, 1, 1) + g).clamp(0, 1)
     hue = _rand(b, dev, -0.125, 0.125) * (2 * math.pi)
-    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev)
-    rgb = torch.linalg.inv(yiq)
+    yiq, rgb = _YIQ.to(dev), _RGB.to(dev)
     q = torch.einsum("ij,bjhw->bihw", yiq, y)
     ch, sh = torch.cos(hue).view(b, 1, 1), torch.sin(hue).view(b, 1, 1)
     i2 = q[:, 1] * ch - q[:, 2] * sh

@@ -2,8 +2,9 @@
 
 FID = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^½). The trace term is computed from eigenvalues, in
 float64, never with ``scipy.linalg.sqrtm`` (slow, and inaccurate for the rank-deficient covariances that
-fewer samples than dimensions give). S1 S2 is not symmetric, so ``eigvalsh(S1 @ S2)`` would be wrong; the
-eigenvalues of S1 S2 equal those of the symmetric PSD matrix S1^½ S2 S1^½, whose square roots we sum.
+fewer samples than dimensions give). S1 S2 is not symmetric, so ``eigvalsh(S1 @ S2)`` would be wrong; its
+eigenvalues equal those of the symmetric PSD matrix F^T S2 F for any factor S1 = F F^T, whose square
+roots we sum.
 """
 from __future__ import annotations
 
@@ -43,13 +44,21 @@ def psd_sqrt(sigma, device: str | torch.device = "cpu") -> torch.Tensor:
 
 
 def trace_sqrt_product(sigma1, sigma2, device: str | torch.device = "cpu", sqrt_sigma1=None) -> float:
-    """tr((S1 S2)^½) = sum of sqrt of eigenvalues of S1^½ S2 S1^½ (symmetric PSD), float64.
+    """tr((S1 S2)^½) = sum of square roots of the eigenvalues of S1 S2, float64.
 
-    ``sqrt_sigma1`` may carry a precomputed ``psd_sqrt(sigma1)`` (a cached real set's), saving one eigh.
+    Those eigenvalues are the ones of the symmetric PSD matrix F^T S2 F for any factor S1 = F F^T: the
+    Cholesky factor when S1 is positive definite (cheap), else the symmetric square root S1^½ (an eigh).
+    ``sqrt_sigma1`` may carry a precomputed ``psd_sqrt(sigma1)`` (a cached real set's).
     """
-    root = _as_float64(sqrt_sigma1, device) if sqrt_sigma1 is not None else psd_sqrt(sigma1, device)
     s2 = _as_float64(sigma2, device)
-    middle = root @ s2 @ root
+    if sqrt_sigma1 is not None:
+        factor = _as_float64(sqrt_sigma1, device)
+    else:
+        s1 = _as_float64(sigma1, device)
+        factor, info = torch.linalg.cholesky_ex((s1 + s1.T) / 2)
+        if int(info) != 0:  # singular (fewer samples than dimensions): fall back to the PSD square root
+            factor = psd_sqrt(s1, device)
+    middle = factor.T @ s2 @ factor
     middle = (middle + middle.T) / 2
     evals = torch.linalg.eigvalsh(middle)
     return float(evals.clamp_min(0).sqrt().sum())
@@ -67,6 +76,32 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device = "cpu
     diff = m1 - m2
     tr_covmean = trace_sqrt_product(s1, s2, device=device, sqrt_sigma1=sqrt_sigma1)
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def trace_sqrt_product_lowrank(sqrt_sigma1, features2, device: str | torch.device = "cpu") -> float:
+    """tr((S1 S2)^½) when S2 is the covariance of N2 feature rows, via singular values (exact, float64).
+
+    With X the centred N2 x D features and Y = X S1^½ / sqrt(N2 - 1): S1^½ S2 S1^½ = Y^T Y, whose
+    eigenvalues' square roots are Y's singular values. For N2 < D (810 fakes per class in TUNIT's mFID)
+    an N2 x D SVD replaces a D x D eigendecomposition.
+    """
+    x = _as_float64(features2, device)
+    x = x - x.mean(dim=0, keepdim=True)
+    y = x @ _as_float64(sqrt_sigma1, device) / np.sqrt(x.shape[0] - 1)
+    return float(torch.linalg.svdvals(y).sum())
+
+
+def frechet_distance_to_features(mu1, sigma1, features2, device: str | torch.device = "cpu", sqrt_sigma1=None) -> float:
+    """FID of a (cached) reference Gaussian against raw features; picks the cheaper exact trace method."""
+    mu2, sigma2 = feature_statistics(features2)
+    n2, d = np.asarray(features2).shape
+    if n2 >= d:
+        return frechet_distance(mu1, sigma1, mu2, sigma2, device=device, sqrt_sigma1=sqrt_sigma1)
+    root = psd_sqrt(sigma1, device) if sqrt_sigma1 is None else sqrt_sigma1
+    m1 = np.asarray(mu1, dtype=np.float64)
+    diff = m1 - mu2
+    tr_covmean = trace_sqrt_product_lowrank(root, features2, device=device)
+    return float(diff @ diff + np.trace(np.asarray(sigma1, dtype=np.float64)) + np.trace(sigma2) - 2.0 * tr_covmean)
 
 
 def fid_from_features(real_features, fake_features, device: str | torch.device = "cpu") -> float:

@@ -1,0 +1,322 @@
+"""The protocol runner: generation, features, metrics and rows with the tiny translator on digits folders.
+
+Most tests use a cheap deterministic stand-in for Inception (``FakeExtractor``, 32-d features) and for LPIPS;
+one end-to-end test runs the real Inception weights through the CLI.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+from PIL import Image
+
+from unit_eval import features as features_module
+from unit_eval.cli import cli
+from unit_eval.datasets import resolve_dataset, resolve_paired
+from unit_eval.errors import UnitEvalError
+from unit_eval.features import FeatureCache
+from unit_eval.images import load_image
+from unit_eval.protocol_runner import ProtocolRunner, Settings, run_protocol_cli
+from unit_eval.protocol_specs import load_protocol
+
+from .conftest import write_digits
+from .tiny_translator import NoClusterTranslator, TinyTranslator
+
+CPU = torch.device("cpu")
+MODEL_SPEC = "tests.tiny_translator:factory"
+
+
+class FakeExtractor:
+    """Deterministic 32-d features (pooled pixels through a fixed projection), per sample, float64."""
+
+    def __init__(self, preprocessing: str = "tf1-bilinear", batch_size: int = 64, dim: int = 32):
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.device = CPU
+        self.weights_sha256 = "fake-weights"
+        self.projection = torch.randn(48, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        self.files_calls = 0
+        self.batch_calls = 0
+
+    def describe(self) -> str:
+        return f"fake/{self.preprocessing}"
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        self.batch_calls += 1
+        if images.dtype == torch.uint8:
+            x = images.double() / 127.5 - 1
+        else:
+            assert self.preprocessing == "tunit-legacy", "standard features take uint8 images"
+            x = images.double()
+        pooled = F.adaptive_avg_pool2d(x, 4).flatten(1)
+        return torch.tanh(pooled @ self.projection)
+
+    def stream(self, batches, total=None, desc=""):
+        out = [self.batch(b[i: i + self.batch_size]).numpy() for b in batches for i in range(0, b.shape[0], self.batch_size)]
+        if not out:
+            raise UnitEvalError("no images to extract features from")
+        return np.concatenate(out)
+
+    def files(self, paths, size=None, resize_filter="bicubic", desc=""):
+        self.files_calls += len(paths)
+        images = torch.from_numpy(np.stack([load_image(p, size, resize_filter) for p in paths])).permute(0, 3, 1, 2)
+        return self.stream([images])
+
+
+class FakeLpips(torch.nn.Module):
+    """Stands in for LPIPS: mean squared difference per pair, B x 1 x 1 x 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, y, normalize=False):
+        return ((x - y) ** 2).mean(dim=(1, 2, 3), keepdim=True)
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("digits_split")
+    write_digits(root / "train", classes=(0, 1, 2), per_class=6, offset=0, size=32)
+    write_digits(root / "test", classes=(0, 1, 2), per_class=5, offset=50, size=32)
+    return root
+
+
+def small(name: str, **changes):
+    return replace(load_protocol(name), **changes)
+
+
+SMALL = {
+    "mfid": lambda: small("tunit-mfid", sources_per_class=2, references_per_source=2),
+    "legacy": lambda: small("tunit-mfid-legacy", fid_batch=6),  # K=3: m = 2, T = 6, n = (6 // 2) // 2 = 1
+    "dc": lambda: small("tunit-dc", k=2, max_fake=12),
+    "cluster": lambda: load_protocol("tunit-cluster"),
+    "cluit": lambda: small("cluit-mfid", references_per_input=3),
+    "diversity": lambda: small("lpips-diversity", outputs_per_input=3),
+    "content": lambda: small("lpips-content", sources_per_class=2, references_per_source=2),
+}
+
+
+def runner(dataset, batch_size=4, cache=None, extractors=None, model=None, **kw) -> ProtocolRunner:
+    extractors = {} if extractors is None else extractors
+
+    def factory(preprocessing):
+        extractors.setdefault(preprocessing, FakeExtractor(preprocessing))
+        return extractors[preprocessing]
+
+    return ProtocolRunner(dataset, model=model if model is not None or "fake_dir" in kw else TinyTranslator(),
+                          settings=Settings(device=CPU, batch_size=batch_size, cache=cache, progress=False),
+                          extractor_factory=factory, lpips_factory=lambda net: FakeLpips(), **kw)
+
+
+def test_every_protocol_kind_runs_and_counts(digits):
+    ds = resolve_dataset(digits)
+    r = runner(ds)
+    res = {k: r.run(make()) for k, make in SMALL.items()}
+    mfid = res["mfid"]
+    assert set(mfid.values) == {"mfid", "fid"} and list(mfid.values["fid"]) == ["0", "1", "2"]
+    assert mfid.n_fake == {"0": 8, "1": 8, "2": 8, "mean": 24}  # 2 sources x 2 other classes x 2 references
+    assert mfid.n_real == {"0": 6, "1": 6, "2": 6, "mean": 18}
+    assert mfid.values["mfid"]["mean"] == pytest.approx(np.mean(list(mfid.values["fid"].values())))
+    assert res["legacy"].n_fake["0"] == 2 * 1 * 2 and res["legacy"].options["branch"] == "other"
+    assert res["dc"].n_fake["mean"] == 12 and res["dc"].n_real["mean"] == 18
+    assert set(res["dc"].values) == {"density", "coverage", "precision", "recall"}
+    assert set(res["cluster"].values) == {"cluster_acc", "cluster_acc_majority", "nmi", "ioi"}
+    assert res["cluster"].n_real["mean"] == 15
+    assert res["cluit"].n_fake["mean"] == 15 * 3
+    assert set(res["diversity"].values["lpips_diversity"]) == {"0", "1", "2", "mean"}
+    assert res["diversity"].n_fake["mean"] == 15 * 2 * 3  # every input into both other classes, 3 outputs each
+    assert res["content"].n_fake["mean"] == 24
+    for result in res.values():
+        for row in result.rows("tiny", None):
+            assert row["run"] == "tiny" and row["seed"] == 0 and np.isfinite(row["value"])
+            assert row["options"]["dataset"]["classes"] == ["0", "1", "2"]
+            assert row["options"]["protocol"]["seed"] == 0
+
+
+def test_results_do_not_depend_on_batch_size(digits):
+    """Same fakes (sampling never sees the batch size); numbers equal up to float32 round-off inside the model
+    (a convolution's result moves by ~1e-7 with the batch it runs in), hence rel 1e-6 rather than bitwise."""
+    ds = resolve_dataset(digits)
+    values = []
+    for bs in (1, 3, 64):
+        r = runner(ds, batch_size=bs)
+        values.append({k: r.run(SMALL[k]()).values for k in ("mfid", "legacy", "dc", "cluster", "cluit", "diversity", "content")})
+    for other in values[1:]:
+        for k in values[0]:
+            for metric, per in values[0][k].items():
+                for cls, v in per.items():
+                    assert other[k][metric][cls] == pytest.approx(v, rel=1e-6, abs=1e-9), (k, metric, cls)
+
+
+def test_seeds_reproduce_and_differ(digits):
+    ds = resolve_dataset(digits)
+    a = runner(ds).run(SMALL["mfid"](), seed=5)
+    b = runner(ds).run(SMALL["mfid"](), seed=5)
+    c = runner(ds).run(SMALL["mfid"](), seed=6)
+    assert a.values == b.values and a.seed == 5
+    assert a.values != c.values
+    assert all(row["seed"] == 6 for row in c.rows("x"))
+
+
+def test_feature_cache_hit_and_invalidation(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(features_module, "FEATURE_DIM", 32)  # the fake extractor's width
+    cache = FeatureCache(root=tmp_path / "cache")
+    ds = resolve_dataset(digits)
+    first: dict = {}
+    v1 = runner(ds, cache=cache, extractors=first).run(SMALL["mfid"]()).values
+    assert first["tf1-bilinear"].files_calls == 18 and len(list((tmp_path / "cache").glob("*.npy"))) == 3
+    again: dict = {}
+    v2 = runner(resolve_dataset(digits), cache=cache, extractors=again).run(SMALL["mfid"]()).values
+    assert again["tf1-bilinear"].files_calls == 0 and v1 == v2  # every real set came from the cache
+    touched = sorted((digits / "train" / "1").glob("*.png"))[0]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    third: dict = {}
+    runner(resolve_dataset(digits), cache=cache, extractors=third).run(SMALL["mfid"]())
+    assert third["tf1-bilinear"].files_calls == 6  # only class 1 got a new key
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
+    # legacy real sets: the flip pattern (seeded) is part of the key
+    legacy: dict = {}
+    r = runner(resolve_dataset(digits), cache=cache, extractors=legacy)
+    r.run(SMALL["legacy"](), seed=0)
+    n0 = len(list((tmp_path / "cache").glob("*.npy")))
+    r.run(SMALL["legacy"](), seed=0)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == n0
+    calls = legacy["tunit-legacy"].batch_calls
+    runner(resolve_dataset(digits), cache=cache, extractors={}).run(SMALL["legacy"](), seed=0)
+    r.run(SMALL["legacy"](), seed=1)
+    assert len(list((tmp_path / "cache").glob("*.npy"))) > n0 and legacy["tunit-legacy"].batch_calls > calls
+
+
+def test_missing_method_and_folder_errors(digits, tmp_path):
+    ds = resolve_dataset(digits)
+    with pytest.raises(UnitEvalError, match=r"'tunit-cluster' needs the model's cluster\(\) method"):
+        runner(ds, model=NoClusterTranslator()).run(SMALL["cluster"]())
+    fake = tmp_path / "fake"
+    write_digits(fake, classes=(0, 1), per_class=3, size=32)
+    with pytest.raises(UnitEvalError, match=r"class sets differ: only in the dataset \['2'\]"):
+        runner(ds, fake_dir=fake).run(SMALL["mfid"]())
+    with pytest.raises(UnitEvalError, match="needs a model"):
+        runner(ds, fake_dir=fake).run(SMALL["diversity"]())
+    with pytest.raises(UnitEvalError, match="needs 6 images, the split has 5"):
+        runner(ds).run(small("tunit-mfid", sources_per_class=6, references_per_source=1))
+    with pytest.raises(UnitEvalError, match="unknown protocol"):
+        runner(ds).run("tunit-mfid-v9")
+
+
+def test_fake_folder_mfid_and_dc(digits, tmp_path):
+    ds = resolve_dataset(digits)
+    fake = tmp_path / "fake"
+    write_digits(fake, classes=(0, 1, 2), per_class=4, offset=100, size=32)
+    res = runner(ds, fake_dir=fake).run(SMALL["mfid"]())
+    assert res.n_fake == {"0": 4, "1": 4, "2": 4, "mean": 12} and res.options["image_size"] == 32
+    dc = runner(ds, fake_dir=fake).run(SMALL["dc"]())
+    assert dc.n_fake["mean"] == 12
+
+
+def _paired(root: Path, n: int = 5, size: int = 32) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sat = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        flat = np.zeros_like(sat) + np.array([200, 220, 240], dtype=np.uint8)
+        for d, img in (("satellite", sat), ("map", flat)):
+            (root / "test" / d).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(root / "test" / d / f"{i}.png")
+    return root
+
+
+def test_pixel_accuracy_model_and_folder(tmp_path):
+    ds = resolve_paired(_paired(tmp_path / "maps"))
+    spec = load_protocol("unit-maps")
+    res = runner(ds).run(spec)
+    assert 0 <= res.values["pixel_accuracy"]["mean"] <= 1 and res.n_fake["mean"] == 5
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for pair in ds.pairs("test"):
+        Image.fromarray(pair.target.load()).save(pred / f"{pair.stem}.png")
+    exact = runner(ds, fake_dir=pred).run(spec)
+    assert exact.values["pixel_accuracy"]["mean"] == 1.0
+    os.remove(pred / "0.png")
+    with pytest.raises(UnitEvalError, match="1 of 5 test pairs have no prediction"):
+        runner(ds, fake_dir=pred).run(spec)
+    with pytest.raises(UnitEvalError, match="needs the model's translate_to_domain"):
+        class NoDomain(TinyTranslator):
+            translate_to_domain = None
+        runner(ds, model=NoDomain()).run(spec)
+
+
+def test_evaluate_cli_with_fake_extractor(digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(features_module, "InceptionFeatures", lambda **kw: FakeExtractor(kw["preprocessing"], kw["batch_size"]))
+    monkeypatch.setenv("UNIT_EVAL_CACHE", str(tmp_path / "cache"))
+    toml = tmp_path / "mfid-small.toml"
+    toml.write_text(_toml(name="mfid-small", base="tunit-mfid", sources_per_class=2, references_per_source=2))
+    out = tmp_path / "results.jsonl"
+    args = ["evaluate", "--model", MODEL_SPEC, "--protocol", str(toml), "--protocol", "tunit-cluster", "--data", str(digits),
+            "--out", str(out), "--seed", "0", "--seed", "1", "--device", "cpu", "--batch-size", "5",
+            "--save-images", str(tmp_path / "png"), "--json", "--run", "tiny"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [r["seed"] for r in payload["results"]] == [0, 1, 0, 1]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == len(payload["rows"]) == 2 * (1 + 3) + 2 * 4
+    assert {(r["protocol"], r["metric"]) for r in rows} >= {("mfid-small", "mfid"), ("mfid-small", "fid"), ("tunit-cluster", "ioi")}
+    assert all(r["run"] == "tiny" and r["ckpt_sha256"] is None for r in rows)
+    assert len(list((tmp_path / "png" / "mfid-small" / "seed1").rglob("*.png"))) == 24
+    # the mfid command's model path goes through run_protocol_cli
+    summary = run_protocol_cli(protocol=str(toml), model_spec=MODEL_SPEC, data=str(digits), seed=0, device="cpu",
+                               batch_size=7, out=None)
+    first = next(r for r in payload["results"] if r["protocol"] == "mfid-small" and r["seed"] == 0)
+    assert summary["mfid"] == pytest.approx(first["mfid"], rel=1e-9) and set(summary["per_class"]) == {"0", "1", "2"}
+    via_mfid = CliRunner().invoke(cli, ["mfid", "--model", MODEL_SPEC, "--protocol", str(toml), "--data", str(digits),
+                                        "--seed", "0", "--device", "cpu", "--json"])
+    assert via_mfid.exit_code == 0, via_mfid.output
+    assert json.loads(via_mfid.stdout)["mfid"] == pytest.approx(first["mfid"], rel=1e-9)
+    bad = CliRunner().invoke(cli, ["evaluate", "--model", MODEL_SPEC, "--protocol", "nope", "--data", str(digits)])
+    assert bad.exit_code != 0 and "unknown protocol 'nope'" in str(bad.exception)
+
+
+def _toml(name: str, base: str, **changes) -> str:
+    spec = replace(load_protocol(base), **changes)
+    lines = [f'name = "{name}"', f'kind = "{spec.kind}"', f'description = "{spec.description}"', f'source = "{spec.source}"']
+    for key, value in spec.options().items():
+        if key in ("name", "kind"):
+            continue
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.integration
+def test_end_to_end_with_real_inception(digits, tmp_path, monkeypatch):
+    """The CLI with the real TF-Inception weights: mFID and D&C on two digit classes, two seeds."""
+    monkeypatch.setenv("UNIT_EVAL_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "two"
+    write_digits(data / "train", classes=(3, 7), per_class=5, size=32)
+    write_digits(data / "test", classes=(3, 7), per_class=3, offset=60, size=32)
+    mfid = tmp_path / "mfid2.toml"
+    mfid.write_text(_toml("mfid2", "tunit-mfid", sources_per_class=2, references_per_source=2))
+    dc = tmp_path / "dc2.toml"
+    dc.write_text(_toml("dc2", "tunit-dc", k=2, max_fake=6))
+    out = tmp_path / "r.jsonl"
+    args = ["evaluate", "--model", MODEL_SPEC, "--protocol", str(mfid), "--protocol", str(dc), "--data", str(data),
+            "--out", str(out), "--seed", "0", "--seed", "1", "--device", "cpu", "--batch-size", "8", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 * (1 + 2) + 2 * 4
+    for row in rows:
+        assert row["extractor"] == "inception-v3-tf-2015-12-05/pool3/tf1-bilinear"
+        assert np.isfinite(row["value"]) and row["n_fake"] and row["n_real"]
+    m = {(r["seed"], r["class"]): r for r in rows if r["protocol"] == "mfid2"}
+    assert m[(0, "mean")]["n_fake"] == 8 and m[(0, "3")]["n_fake"] == 4 and m[(0, "3")]["n_real"] == 5
+    assert m[(0, "mean")]["value"] > 0 and m[(0, "mean")]["value"] != m[(1, "mean")]["value"]
+    # the real sets went into the feature cache (one entry per class)
+    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
