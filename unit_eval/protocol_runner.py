@@ -474,11 +474,16 @@ class ProtocolRunner:
             if len(f) < 2:
                 raise UnitEvalError(f"{spec.name}: class {c!r} has {len(f)} fake images; FID needs at least 2")
         device = getattr(extractor, "device", "cpu")
+        # fid.frechet_distance_to_features picks the exact low-rank trace when fakes < feature dims (810 < 2048)
+        to_features = getattr(fid, "frechet_distance_to_features", None)
         per_class = {}
         for c in sorted(real):
             _, mu1, s1, root = real[c]
-            mu2, s2 = fid.feature_statistics(fake[c])
-            per_class[c] = fid.frechet_distance(mu1, s1, mu2, s2, device=device, sqrt_sigma1=root)
+            if to_features is not None:
+                per_class[c] = to_features(mu1, s1, fake[c], device=device, sqrt_sigma1=root)
+            else:
+                mu2, s2 = fid.feature_statistics(fake[c])
+                per_class[c] = fid.frechet_distance(mu1, s1, mu2, s2, device=device, sqrt_sigma1=root)
         mean = float(np.mean(list(per_class.values())))
         n_real = {c: real[c][0] for c in real}
         n_fake = {c: len(f) for c, f in fake.items()}
