@@ -15,7 +15,6 @@ import io
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -129,13 +128,17 @@ def bench_features(n: int = 200, size: int = 128, batch_size: int = 64) -> dict:
 
 
 _DC_CHILD = r"""
-import contextlib, io, json, resource, sys, time
+import contextlib, io, json, sys, time
 import numpy as np
 n, dim, which = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 rng = np.random.default_rng(0)
 real = rng.standard_normal((n, dim)).astype(np.float32)
 fake = (rng.standard_normal((n, dim)) * 1.05).astype(np.float32)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm_mb():  # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+before = hwm_mb()
 start = time.perf_counter()
 if which == "prdc":
     import prdc
@@ -145,8 +148,8 @@ else:
     from unit_eval.metrics.prdc import compute_prdc
     out = compute_prdc(real, fake, 5)
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak / 1024, "rss_before_mb": before / 1024, "scores": out}))
+peak = hwm_mb()
+print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak, "rss_before_mb": before, "scores": out}))
 """
 
 

@@ -14,7 +14,7 @@ import io
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -208,7 +208,9 @@ class FeatureCache:
         self.root = Path(root) if root is not None else cache_dir() / "features"
         self.enabled = enabled
 
-    def key(self, paths: list[Path], extractor: InceptionFeatures, size: int | None, resize_filter: str) -> str:
+    def key(self, paths: list[Path], extractor: InceptionFeatures, size: int | None, resize_filter: str,
+            extra: dict | None = None) -> str:
+        """``extra`` carries anything else that changes the features (e.g. a per-image flip pattern)."""
         listing = []
         for p in paths:
             st = p.stat()
@@ -219,13 +221,19 @@ class FeatureCache:
             "weights_sha256": extractor.weights_sha256,
             "size": size,
             "resize_filter": resize_filter if size is not None else None,
+            **({"extra": extra} if extra else {}),
         })
 
     def features(self, paths: list[Path], extractor: InceptionFeatures, size: int | None = None,
-                 resize_filter: str = "bicubic", desc: str = "real features") -> np.ndarray:
+                 resize_filter: str = "bicubic", desc: str = "real features", extra: dict | None = None,
+                 compute: Callable[[], np.ndarray] | None = None) -> np.ndarray:
+        """Cached features of ``paths``; ``compute`` replaces plain extraction when ``extra`` alters the images."""
+        if compute is None:
+            def compute():
+                return extractor.files(paths, size, resize_filter, desc=desc)
         if not self.enabled:
-            return extractor.files(paths, size, resize_filter, desc=desc)
-        path = self.root / f"{self.key(paths, extractor, size, resize_filter)}.npy"
+            return compute()
+        path = self.root / f"{self.key(paths, extractor, size, resize_filter, extra)}.npy"
         if path.is_file():
             try:
                 cached = np.load(path, allow_pickle=False)
@@ -233,7 +241,7 @@ class FeatureCache:
                     return cached
             except (ValueError, OSError):
                 pass  # corrupt entry: recompute and overwrite
-        feats = extractor.files(paths, size, resize_filter, desc=desc)
+        feats = compute()
         buffer = io.BytesIO()
         np.save(buffer, feats, allow_pickle=False)
         atomic_write_bytes(path, buffer.getvalue())

@@ -5,13 +5,13 @@ sources/references decoded at the model's resolution -> ``model.translate`` on t
 LPIPS / pixel counts, streamed (nothing is written unless ``save_images`` is set) -> metric -> result rows.
 
 Reproducibility: every random choice is drawn from ``numpy.random.default_rng([seed, key...])`` with a key
-per purpose and class, before any model call, so results do not depend on batch size, device order or
-which other protocols ran. Real-set features go through :class:`~unit_eval.features.FeatureCache`; the
+per purpose and class, before any model call, so the generated set never depends on batch size, device or
+which other protocols ran; a rerun is bitwise identical, another batch size equal up to float32 round-off
+inside the model and Inception (a convolution's result moves by ~1e-7 with the batch it runs in). Real-set features go through :class:`~unit_eval.features.FeatureCache`; the
 legacy real set (random flips) is cached under a key that also covers the flips.
 """
 from __future__ import annotations
 
-import io
 import os
 import zlib
 from collections import OrderedDict
@@ -583,26 +583,10 @@ class ProtocolRunner:
             return extractor.stream(batches, total=len(paths), desc=desc)
 
         cache = self.settings.cache
-        if cache is None or not getattr(cache, "enabled", True):
+        if cache is None:
             return compute()
-        from .cache import atomic_write_bytes, options_hash
-        from .features import FEATURE_DIM
-
-        key = options_hash({"features": cache.key(paths, extractor, size, resize_filter),
-                            "hflip": "".join("1" if f else "0" for f in flips)})
-        path = Path(cache.root) / f"{key}.npy"
-        if path.is_file():
-            try:
-                cached = np.load(path, allow_pickle=False)
-                if cached.shape == (len(paths), FEATURE_DIM) and np.isfinite(cached).all():
-                    return cached
-            except (ValueError, OSError):
-                pass
-        feats = compute()
-        buffer = io.BytesIO()
-        np.save(buffer, feats, allow_pickle=False)
-        atomic_write_bytes(path, buffer.getvalue())
-        return feats
+        return cache.features(paths, extractor, size, resize_filter, desc=desc,
+                              extra={"hflip": "".join("1" if f else "0" for f in flips)}, compute=compute)
 
     def _dc(self, spec: DensityCoverage, seed: int) -> ProtocolResult:
         from .metrics.prdc import compute_prdc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -52,6 +53,8 @@ def load_user_model(spec: str, device: torch.device | str = "cpu"):
     if ":" not in spec:
         raise UnitEvalError(f"--model expects 'module:factory', got {spec!r}")
     module_name, factory_name = spec.split(":", 1)
+    if os.getcwd() not in sys.path:  # console scripts do not put the working directory on the path
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

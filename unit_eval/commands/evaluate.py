@@ -20,7 +20,7 @@ from .common import emit, info, json_option
 @click.option("--run", "run_name", default=None, help="Run name in result rows (default: the checkpoint's folder, model spec or fake folder).")
 @click.option("--seed", "seeds", type=int, multiple=True, help="Seed(s); each gives its own row set (default: the protocol's seed).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass (does not change results).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass (same samples at any size; numbers equal up to float round-off).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")
 @click.option("--save-images", type=click.Path(file_okay=False), default=None,
               help="Also write every generated image as PNG under DIR/<protocol>/seed<S>/.")
