@@ -26,16 +26,23 @@ DEMO_PROTOCOLS: dict[str, dict[str, object]] = {
     "lpips-diversity": {"outputs_per_input": 3, "targets": "one-random"},
     "unit-maps": {},
 }
+# --smoke: the smallest counts that still run every code path (tests of the demo itself).
+SMOKE_PROTOCOLS: dict[str, dict[str, object]] = {
+    **DEMO_PROTOCOLS,
+    "tunit-mfid": {"sources_per_class": 1, "references_per_source": 1},
+    "tunit-dc": {"max_fake": 30},
+    "lpips-diversity": {"outputs_per_input": 2, "targets": "one-random"},
+}
 CLASS_PROTOCOLS = ("demo-tunit-mfid", "demo-tunit-dc", "demo-lpips-diversity")
 
 
-def write_demo_protocols(folder: Path) -> dict[str, Path]:
+def write_demo_protocols(folder: Path, sizes: dict[str, dict[str, object]] = DEMO_PROTOCOLS) -> dict[str, Path]:
     """Copy each shipped protocol with smaller counts and a ``demo-`` name into ``folder``."""
     from importlib.resources import files
 
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, changes in DEMO_PROTOCOLS.items():
+    for name, changes in sizes.items():
         text = (files("unit_eval.protocols") / f"{name}.toml").read_text(encoding="utf-8")
         text = re.sub(r'^name = ".*"$', f'name = "demo-{name}"', text, count=1, flags=re.M)
         for key, value in changes.items():
@@ -77,8 +84,9 @@ def _with_iteration(rows: list[dict], iteration: int) -> list[dict]:
 @click.option("--test-per-class", type=click.IntRange(min=4), default=8, show_default=True, help="Held-out digits per class (sources and references).")
 @click.option("--full-size", is_flag=True, help="Paper-size networks instead of the tiny CPU ones (use with --device cuda).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--smoke", is_flag=True, help="Smallest sampling counts (a quick check that every step runs).")
 @json_option
-def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_class, full_size, seed, as_json):
+def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_class, full_size, seed, smoke, as_json):
     """Train TUNIT, FUNIT and UNIT briefly on embedded data, evaluate, tabulate and plot (toy-sized: numbers are not paper results)."""
     from ..baselines.common.loop import train
     from ..embedded import materialize
@@ -107,7 +115,7 @@ def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_cla
     info("[2/5] embedded data: scikit-learn digits, scikit-image photo/flat-render pairs")
     digits = digits_subset(materialize("digits", progress=False), out / "data" / "digits", train_per_class, test_per_class)
     paired = materialize("photos-paired", progress=False)
-    protocols = write_demo_protocols(out / "protocols")
+    protocols = write_demo_protocols(out / "protocols", SMOKE_PROTOCOLS if smoke else DEMO_PROTOCOLS)
     lap("data", t0)
 
     toy = {} if full_size else {"toy": True}
