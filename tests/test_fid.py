@@ -3,8 +3,8 @@ import pytest
 import scipy.linalg
 
 from unit_eval.errors import UnitEvalError
-from unit_eval.metrics.fid import (class_wise_fid, feature_statistics, fid_from_features, frechet_distance,
-                                   frechet_distance_to_features, psd_sqrt, trace_sqrt_product)
+from unit_eval.metrics.fid import (GaussianReference, class_wise_fid, feature_statistics, fid_from_features, frechet_distance,
+                                   psd_sqrt, trace_sqrt_product)
 
 
 def scipy_fid(mu1, s1, mu2, s2):
@@ -98,14 +98,21 @@ def test_class_wise_mean_and_class_mismatch():
         class_wise_fid(stats, {k: fakes[k] for k in "ab"})
 
 
-@pytest.mark.parametrize("n_fake", [50, 300, 700])  # low-rank path (n < d) and the eigen path (n >= d)
-def test_lowrank_path_equals_eigen_path(n_fake):
-    rng = np.random.default_rng(n_fake)
-    d = 400
-    mu1, s1 = feature_statistics(rng.standard_normal((900, d)) @ rng.standard_normal((d, d)) * 0.1)
-    fake = rng.standard_normal((n_fake, d)) * 1.3 + 0.2
-    expected = frechet_distance(mu1, s1, *feature_statistics(fake))
-    # For n < d the D x D eigen path sums square roots of rounding-noise eigenvalues (~1e-8 relative);
-    # the SVD path has none, so the two agree to the metric's stated tolerance, not to the last digit.
-    assert frechet_distance_to_features(mu1, s1, fake) == pytest.approx(expected, rel=1e-6)
-    assert frechet_distance_to_features(mu1, s1, fake, sqrt_sigma1=psd_sqrt(s1)) == pytest.approx(expected, rel=1e-6)
+@pytest.mark.parametrize("n_real,n_fake", [(30, 40), (30, 900), (900, 40), (900, 1200)])
+def test_gaussian_reference_every_path_equals_eigen_formula(n_real, n_fake):
+    rng = np.random.default_rng(n_real + n_fake)
+    d = 300
+    real = rng.standard_normal((n_real, d)) @ rng.standard_normal((d, d)) * 0.1
+    fake = rng.standard_normal((n_fake, d)) * 1.2 + 0.1
+    expected = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    ref = GaussianReference(real)
+    assert ref.fid(fake) == pytest.approx(expected, rel=1e-6)
+    assert ref.fid(real) == pytest.approx(0.0, abs=1e-6 * np.trace(ref.sigma))
+
+
+def test_gaussian_reference_matches_scipy_when_both_sets_are_small():
+    rng = np.random.default_rng(11)
+    real, fake = rng.standard_normal((50, 64)), rng.standard_normal((60, 64)) + 0.5
+    mu1, s1 = feature_statistics(real)
+    mu2, s2 = feature_statistics(fake)
+    assert GaussianReference(real).fid(fake) == pytest.approx(scipy_fid(mu1, s1, mu2, s2), rel=1e-6)

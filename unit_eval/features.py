@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import sharding
 from .cache import atomic_write_bytes, cache_dir, options_hash, sha256_file
 from .device import exact_numerics, resolve_device
 from .errors import UnitEvalError
@@ -75,7 +76,7 @@ class InceptionFeatures:
 
             weights_path = inception_weights_path()
         self.weights_path = Path(weights_path)
-        self.device = resolve_device(device)
+        self.device = sharding.local_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
         self.batch_size = batch_size
         self.preprocessing = preprocessing
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
@@ -227,22 +228,31 @@ class FeatureCache:
     def features(self, paths: list[Path], extractor: InceptionFeatures, size: int | None = None,
                  resize_filter: str = "bicubic", desc: str = "real features", extra: dict | None = None,
                  compute: Callable[[], np.ndarray] | None = None) -> np.ndarray:
-        """Cached features of ``paths``; ``compute`` replaces plain extraction when ``extra`` alters the images."""
+        """Cached features of ``paths``; ``compute`` replaces plain extraction when ``extra`` alters the images.
+
+        Under torchrun (see :mod:`unit_eval.sharding`) plain extraction is sharded over the ranks and gathered
+        in order; the cache is used only when every rank can read the entry, and only rank 0 writes it.
+        """
         if compute is None:
             def compute():
-                return extractor.files(paths, size, resize_filter, desc=desc)
+                return sharding.extract_features(extractor, paths, size, resize_filter, desc=desc)
         if not self.enabled:
             return compute()
+        sharding.start(extractor.device)
         path = self.root / f"{self.key(paths, extractor, size, resize_filter, extra)}.npy"
+        cached = None
         if path.is_file():
             try:
                 cached = np.load(path, allow_pickle=False)
-                if cached.shape == (len(paths), FEATURE_DIM) and np.isfinite(cached).all():
-                    return cached
+                if cached.shape != (len(paths), FEATURE_DIM) or not np.isfinite(cached).all():
+                    cached = None
             except (ValueError, OSError):
-                pass  # corrupt entry: recompute and overwrite
+                cached = None  # corrupt entry: recompute and overwrite
+        if sharding.all_true(cached is not None):
+            return cached
         feats = compute()
-        buffer = io.BytesIO()
-        np.save(buffer, feats, allow_pickle=False)
-        atomic_write_bytes(path, buffer.getvalue())
+        if sharding.is_main():
+            buffer = io.BytesIO()
+            np.save(buffer, feats, allow_pickle=False)
+            atomic_write_bytes(path, buffer.getvalue())
         return feats

@@ -1,4 +1,8 @@
-"""Metrics over image folders: the I/O edge between files on disk and the pure metric functions."""
+"""Metrics over image folders: the I/O edge between files on disk and the pure metric functions.
+
+FID, mFID and D&C shard their feature extraction automatically when launched with torchrun
+(:mod:`unit_eval.sharding`): statistics are reduced exactly across ranks, D&C gathers the full sets.
+"""
 from __future__ import annotations
 
 import os
@@ -7,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import sharding
 from .errors import UnitEvalError
 from .features import FeatureCache, InceptionFeatures
 from .images import list_class_folders, list_images, load_image, to_tensor_uint8, uint8_to_float
@@ -14,30 +19,43 @@ from .metrics import cluster, fid, pixacc, prdc
 from .metrics.lpips import lpips_diversity, lpips_pairs
 
 
-def set_features(extractor: InceptionFeatures, folder, size, resize_filter, cache: FeatureCache | None, desc: str):
-    paths = list_images(folder)
+def path_features(extractor: InceptionFeatures, paths, size, resize_filter, cache: FeatureCache | None, desc: str) -> np.ndarray:
+    """All features of ``paths`` in order (cached when ``cache`` is given; sharded and gathered under torchrun)."""
     if cache is not None:
         return cache.features(paths, extractor, size, resize_filter, desc=desc)
-    return extractor.files(paths, size, resize_filter, desc=desc)
+    return sharding.extract_features(extractor, paths, size, resize_filter, desc=desc)
+
+
+def path_statistics(extractor: InceptionFeatures, paths, size, resize_filter, cache: FeatureCache | None,
+                    desc: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, mean, covariance) of the features of ``paths``; under torchrun an uncached set is reduced, not gathered."""
+    if cache is not None:
+        feats = cache.features(paths, extractor, size, resize_filter, desc=desc)
+        return (len(feats), *fid.feature_statistics(feats))
+    return sharding.extract_statistics(extractor, paths, size, resize_filter, desc=desc)
+
+
+def set_features(extractor: InceptionFeatures, folder, size, resize_filter, cache: FeatureCache | None, desc: str):
+    return path_features(extractor, list_images(folder), size, resize_filter, cache, desc)
 
 
 def folder_fid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
                cache: FeatureCache | None = None) -> dict:
-    real_feats = set_features(extractor, real, size, resize_filter, cache, "real")
-    fake_feats = set_features(extractor, fake, size, resize_filter, None, "fake")
-    value = fid.fid_from_features(real_feats, fake_feats, device=extractor.device)
-    return {"fid": value, "n_real": len(real_feats), "n_fake": len(fake_feats)}
+    n_real, mu1, s1 = path_statistics(extractor, list_images(real), size, resize_filter, cache, "real")
+    n_fake, mu2, s2 = path_statistics(extractor, list_images(fake), size, resize_filter, None, "fake")
+    value = fid.frechet_distance(mu1, s1, mu2, s2, device=extractor.device)
+    return {"fid": value, "n_real": n_real, "n_fake": n_fake}
 
 
 def class_features(extractor: InceptionFeatures, folder, size, resize_filter, cache, kind: str) -> dict[str, np.ndarray]:
-    classes = list_class_folders(folder)
-    out = {}
-    for name, paths in classes.items():
-        if cache is not None:
-            out[name] = cache.features(paths, extractor, size, resize_filter, desc=f"{kind} {name}")
-        else:
-            out[name] = extractor.files(paths, size, resize_filter, desc=f"{kind} {name}")
-    return out
+    return {name: path_features(extractor, paths, size, resize_filter, cache, f"{kind} {name}")
+            for name, paths in list_class_folders(folder).items()}
+
+
+def class_statistics(extractor: InceptionFeatures, folder, size, resize_filter, cache,
+                     kind: str) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
+    return {name: path_statistics(extractor, paths, size, resize_filter, cache, f"{kind} {name}")
+            for name, paths in list_class_folders(folder).items()}
 
 
 def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
@@ -49,16 +67,15 @@ def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = Non
             f"class sets differ: only in real {sorted(set(real_classes) - set(fake_classes))}, "
             f"only in fake {sorted(set(fake_classes) - set(real_classes))}"
         )
-    real_feats = class_features(extractor, real, size, resize_filter, cache, "real")
-    fake_feats = class_features(extractor, fake, size, resize_filter, None, "fake")
-    real_stats = {c: fid.feature_statistics(f) for c, f in real_feats.items()}
-    fake_stats = {c: fid.feature_statistics(f) for c, f in fake_feats.items()}
-    mean, per_class = fid.class_wise_fid(real_stats, fake_stats, device=extractor.device)
+    real_stats = class_statistics(extractor, real, size, resize_filter, cache, "real")
+    fake_stats = class_statistics(extractor, fake, size, resize_filter, None, "fake")
+    mean, per_class = fid.class_wise_fid({c: s[1:] for c, s in real_stats.items()},
+                                         {c: s[1:] for c, s in fake_stats.items()}, device=extractor.device)
     return {
         "mfid": mean,
         "per_class": per_class,
-        "n_real": {c: len(f) for c, f in real_feats.items()},
-        "n_fake": {c: len(f) for c, f in fake_feats.items()},
+        "n_real": {c: s[0] for c, s in real_stats.items()},
+        "n_fake": {c: s[0] for c, s in fake_stats.items()},
     }
 
 
@@ -66,7 +83,8 @@ def folder_prdc(real, fake, extractor: InceptionFeatures, k: int = prdc.DEFAULT_
                 resize_filter: str = "bicubic", cache: FeatureCache | None = None) -> dict:
     real_feats = set_features(extractor, real, size, resize_filter, cache, "real")
     fake_feats = set_features(extractor, fake, size, resize_filter, None, "fake")
-    scores = prdc.compute_prdc(real_feats, fake_feats, k=k, device=extractor.device)
+    # Under torchrun every rank holds both full sets; rank 0 computes and shares the scores.
+    scores = sharding.on_main(prdc.compute_prdc, real_feats, fake_feats, k=k, device=extractor.device)
     return {**scores, "k": k, "n_real": len(real_feats), "n_fake": len(fake_feats)}
 
 

@@ -446,16 +446,14 @@ class ProtocolRunner:
         return self._real_memo[key]
 
     def _real_stats(self, paths: list[Path], extractor, size: int | None, resize_filter: str, desc: str,
-                    flips: np.ndarray | None = None) -> tuple:
-        """(n, mu, sigma, sigma^1/2) of a real set, memoised: several seeds share one eigendecomposition."""
+                    flips: np.ndarray | None = None):
+        """The real set's ``fid.GaussianReference``, memoised: seeds and checkpoints share its factorisation."""
         from .metrics import fid
 
         key = _memo_key(paths, extractor, size, resize_filter, flips)
         if key not in self._stats_memo:
             feats = self._real_features(paths, extractor, size, resize_filter, desc, flips)
-            mu, sigma = fid.feature_statistics(feats)
-            root = fid.psd_sqrt(sigma, getattr(extractor, "device", "cpu"))
-            self._stats_memo[key] = (len(feats), mu, sigma, root)
+            self._stats_memo[key] = fid.GaussianReference(feats, getattr(extractor, "device", "cpu"))
         return self._stats_memo[key]
 
     def _fake_features(self, jobs: list[Job], images: _Images, spec: ProtocolSpec, extractor, desc: str) -> np.ndarray:
@@ -463,29 +461,17 @@ class ProtocolRunner:
         batches = (out if legacy else float_to_uint8(out) for _, _, out in self._translate(jobs, images, spec, desc))
         return extractor.stream(batches, total=len(jobs), desc=f"{desc} features")
 
-    def _fid_result(self, spec, seed, real: dict[str, tuple], fake: dict[str, np.ndarray], extractor, options):
-        """Class-wise FID (the arithmetic mean over classes, as ``fid.class_wise_fid``) from memoised real stats."""
-        from .metrics import fid
-
+    def _fid_result(self, spec, seed, real: dict, fake: dict[str, np.ndarray], extractor, options):
+        """Class-wise FID (the arithmetic mean over classes, as ``fid.class_wise_fid``) from memoised references."""
         if set(real) != set(fake):
             raise UnitEvalError(f"class sets differ: only in real {sorted(set(real) - set(fake))}, "
                                 f"only in fake {sorted(set(fake) - set(real))}")
         for c, f in fake.items():
             if len(f) < 2:
                 raise UnitEvalError(f"{spec.name}: class {c!r} has {len(f)} fake images; FID needs at least 2")
-        device = getattr(extractor, "device", "cpu")
-        # fid.frechet_distance_to_features picks the exact low-rank trace when fakes < feature dims (810 < 2048)
-        to_features = getattr(fid, "frechet_distance_to_features", None)
-        per_class = {}
-        for c in sorted(real):
-            _, mu1, s1, root = real[c]
-            if to_features is not None:
-                per_class[c] = to_features(mu1, s1, fake[c], device=device, sqrt_sigma1=root)
-            else:
-                mu2, s2 = fid.feature_statistics(fake[c])
-                per_class[c] = fid.frechet_distance(mu1, s1, mu2, s2, device=device, sqrt_sigma1=root)
+        per_class = {c: real[c].fid(fake[c]) for c in sorted(real)}
         mean = float(np.mean(list(per_class.values())))
-        n_real = {c: real[c][0] for c in real}
+        n_real = {c: real[c].n for c in real}
         n_fake = {c: len(f) for c, f in fake.items()}
         n_real[MEAN], n_fake[MEAN] = sum(n_real.values()), sum(n_fake.values())
         ordered = {c: per_class[c] for c in real}  # dataset order in rows

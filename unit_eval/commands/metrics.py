@@ -25,10 +25,17 @@ def results_options(fn):
     return fn
 
 
+def _is_main() -> bool:
+    """Under torchrun (fid, mfid, dc shard their extraction) only rank 0 prints and appends results."""
+    from ..sharding import is_main
+
+    return is_main()
+
+
 def _extractor(device, batch_size, workers):
     from ..features import InceptionFeatures
 
-    return InceptionFeatures(device=device, batch_size=batch_size, num_workers=workers)
+    return InceptionFeatures(device=device, batch_size=batch_size, num_workers=workers, progress=_is_main())
 
 
 def _cache(no_cache):
@@ -70,6 +77,8 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
     extractor = _extractor(device, batch_size, workers)
     result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
+    if not _is_main():
+        return
     _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter)
     emit(result, as_json, f"FID {result['fid']:.4f} ({result['n_real']} real, {result['n_fake']} fake)")
 
@@ -98,10 +107,11 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
 
         result = run_protocol_cli(protocol=protocol, ckpt=ckpt, model_spec=model_spec, data=data or real,
                                   data_root=data_root, seed=seed, device=device, batch_size=batch_size,
-                                  no_cache=no_cache, out=out, run_name=run_name)
+                                  no_cache=no_cache, out=out if _is_main() else None, run_name=run_name)
         if "mfid" not in result:
             raise UnitEvalError(f"protocol {protocol!r} does not report mfid")
-        emit(result, as_json, _mfid_text(result))
+        if _is_main():
+            emit(result, as_json, _mfid_text(result))
         return
     if not (real and fake):
         raise UnitEvalError("give --real and --fake class folders, or --ckpt run.pt with --data")
@@ -110,6 +120,8 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
     extractor = _extractor(device, batch_size, workers)
     result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
+    if not _is_main():
+        return
     _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class")
     emit(result, as_json, _mfid_text(result))
 
@@ -139,6 +151,8 @@ def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, 
     extractor = _extractor(device, batch_size, workers)
     result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
+    if not _is_main():
+        return
     _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k})
     emit(result, as_json, " ".join(f"{m} {result[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
 

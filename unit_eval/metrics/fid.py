@@ -78,30 +78,44 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device = "cpu
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
-def trace_sqrt_product_lowrank(sqrt_sigma1, features2, device: str | torch.device = "cpu") -> float:
-    """tr((S1 S2)^½) when S2 is the covariance of N2 feature rows, via singular values (exact, float64).
+class GaussianReference:
+    """A real set's Gaussian with a thin factor F of its covariance (S1 = F F^T), built once and reused for
+    every fake set (classes, seeds, checkpoints).
 
-    With X the centred N2 x D features and Y = X S1^½ / sqrt(N2 - 1): S1^½ S2 S1^½ = Y^T Y, whose
-    eigenvalues' square roots are Y's singular values. For N2 < D (810 fakes per class in TUNIT's mFID)
-    an N2 x D SVD replaces a D x D eigendecomposition.
+    F is the centred features / sqrt(n1 - 1) (D x n1) when n1 < D: exact, no decomposition at all; else the
+    Cholesky factor (the PSD square root if S1 is singular). tr((S1 S2)^½) are then the eigenvalues of
+    F^T S2 F = Y^T Y with Y = X2c F / sqrt(n2 - 1): Y's singular values when n2 is the smaller side, else the
+    eigenvalues of the m x m matrix F^T S2 F.
     """
-    x = _as_float64(features2, device)
-    x = x - x.mean(dim=0, keepdim=True)
-    y = x @ _as_float64(sqrt_sigma1, device) / np.sqrt(x.shape[0] - 1)
-    return float(torch.linalg.svdvals(y).sum())
 
+    def __init__(self, features, device: str | torch.device = "cpu"):
+        self.mu, self.sigma = feature_statistics(features)
+        self.n, self.dim = np.asarray(features).shape
+        self.device = device
+        if self.n < self.dim:
+            x = _as_float64(features, device)
+            self.factor = (x - x.mean(dim=0, keepdim=True)).T / np.sqrt(self.n - 1)
+        else:
+            s1 = _as_float64(self.sigma, device)
+            factor, info = torch.linalg.cholesky_ex(s1)
+            self.factor = factor if int(info) == 0 else psd_sqrt(s1, device)
 
-def frechet_distance_to_features(mu1, sigma1, features2, device: str | torch.device = "cpu", sqrt_sigma1=None) -> float:
-    """FID of a (cached) reference Gaussian against raw features; picks the cheaper exact trace method."""
-    mu2, sigma2 = feature_statistics(features2)
-    n2, d = np.asarray(features2).shape
-    if n2 >= d:
-        return frechet_distance(mu1, sigma1, mu2, sigma2, device=device, sqrt_sigma1=sqrt_sigma1)
-    root = psd_sqrt(sigma1, device) if sqrt_sigma1 is None else sqrt_sigma1
-    m1 = np.asarray(mu1, dtype=np.float64)
-    diff = m1 - mu2
-    tr_covmean = trace_sqrt_product_lowrank(root, features2, device=device)
-    return float(diff @ diff + np.trace(np.asarray(sigma1, dtype=np.float64)) + np.trace(sigma2) - 2.0 * tr_covmean)
+    def trace_sqrt_product(self, features2) -> float:
+        x = _as_float64(features2, self.device)
+        n2 = x.shape[0]
+        y = (x - x.mean(dim=0, keepdim=True)) @ self.factor / np.sqrt(n2 - 1)
+        if n2 <= y.shape[1]:
+            return float(torch.linalg.svdvals(y).sum())
+        middle = y.T @ y
+        return float(torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum())
+
+    def fid(self, features2) -> float:
+        """FID of N2 x D features against this reference (float64)."""
+        mu2, sigma2 = feature_statistics(features2)
+        if mu2.shape != self.mu.shape:
+            raise UnitEvalError(f"feature dimensions differ: reference {self.mu.shape[0]}, fake {mu2.shape[0]}")
+        diff = self.mu - mu2
+        return float(diff @ diff + np.trace(self.sigma) + np.trace(sigma2) - 2.0 * self.trace_sqrt_product(features2))
 
 
 def fid_from_features(real_features, fake_features, device: str | torch.device = "cpu") -> float:
