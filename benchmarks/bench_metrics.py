@@ -180,7 +180,7 @@ def main():
         report["trace"] = bench_trace()
         for c in report["trace"]["cases"]:
             print(f"trace 2048-d, {c['case']}: scipy sqrtm {c['scipy_sqrtm_s']:.2f} s, eigen {c['eigen_s']:.2f} s "
-                  f"({c['speedup_eigen']:.1f}x), reused real reference {c["cached_reference_s"]:.2f} s ({c['speedup_cached']:.1f}x); "
+                  f"({c['speedup_eigen']:.1f}x), reused real reference {c['cached_reference_s']:.2f} s ({c['speedup_cached']:.1f}x); "
                   f"rel. diff {c['rel_diff_eigen_vs_scipy']:.1e} / {c['rel_diff_cached_vs_scipy']:.1e}", file=sys.stderr)
     if args.which in ("features", "all"):
         f = report["features"] = bench_features(args.images)
