@@ -157,11 +157,13 @@ print(json.dumps({"seconds": elapsed, "peak_rss_mb": peak, "rss_before_mb": befo
 """
 
 
-def bench_dc(n: int = 10000, dim: int = 2048) -> dict:
+def bench_dc(n: int = 10000, dim: int = 2048, with_prdc: bool = True) -> dict:
     results = {}
-    for which in ("prdc", "unit-eval"):
+    for which in (("prdc",) if with_prdc else ()) + ("unit-eval",):
         proc = subprocess.run([sys.executable, "-c", _DC_CHILD, str(n), str(dim), which], capture_output=True, text=True, check=True)
         results[which] = json.loads(proc.stdout)
+    if not with_prdc:  # prdc's full N x N matrices do not fit in memory at this size
+        return {"n": n, "dim": dim, "prdc": None, "unit_eval": results["unit-eval"]}
     diff = max(abs(results["prdc"]["scores"][k] - results["unit-eval"]["scores"][k]) for k in results["prdc"]["scores"])
     return {"n": n, "dim": dim, "prdc": results["prdc"], "unit_eval": results["unit-eval"],
             "speedup": results["prdc"]["seconds"] / results["unit-eval"]["seconds"],
@@ -174,6 +176,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--images", type=int, default=200, help="images per set for the features benchmark")
     parser.add_argument("--dc-n", type=int, default=10000)
+    parser.add_argument("--dc-without-prdc", action="store_true", help="unit-eval alone (sizes where prdc runs out of memory)")
     args = parser.parse_args()
     report = {"machine": machine()}
     if args.which in ("trace", "all"):
@@ -187,10 +190,15 @@ def main():
         print(f"features {f['images']} images {f['size']}px on {f['device']}: torch-fidelity {f['torch_fidelity_img_per_s']:.1f} img/s, "
               f"unit-eval {f['unit_eval_img_per_s']:.1f} img/s ({f['speedup']:.2f}x); FID rel. diff {f['fid_rel_diff']:.1e}", file=sys.stderr)
     if args.which in ("dc", "all"):
-        d = report["dc"] = bench_dc(args.dc_n)
-        print(f"D&C {d['n']}x{d['n']} {d['dim']}-d: prdc {d['prdc']['seconds']:.1f} s / {d['prdc']['peak_rss_mb']:.0f} MB, "
-              f"unit-eval {d['unit_eval']['seconds']:.1f} s / {d['unit_eval']['peak_rss_mb']:.0f} MB "
-              f"({d['speedup']:.2f}x time, {d['peak_memory_ratio']:.2f}x memory); max diff {d['max_abs_diff']:.1e}", file=sys.stderr)
+        d = report["dc"] = bench_dc(args.dc_n, with_prdc=not args.dc_without_prdc)
+        if d["prdc"] is None:
+            print(f"D&C {d['n']}x{d['n']} {d['dim']}-d: unit-eval {d['unit_eval']['seconds']:.1f} s / "
+                  f"{d['unit_eval']['peak_rss_mb']:.0f} MB peak (prdc not run: its full matrices need "
+                  f"{3 * d['n'] ** 2 * 4 / 2 ** 30:.0f} GiB)", file=sys.stderr)
+        else:
+            print(f"D&C {d['n']}x{d['n']} {d['dim']}-d: prdc {d['prdc']['seconds']:.1f} s / {d['prdc']['peak_rss_mb']:.0f} MB, "
+                  f"unit-eval {d['unit_eval']['seconds']:.1f} s / {d['unit_eval']['peak_rss_mb']:.0f} MB "
+                  f"({d['speedup']:.2f}x time, {d['peak_memory_ratio']:.2f}x memory); max diff {d['max_abs_diff']:.1e}", file=sys.stderr)
     if args.json:
         print(json.dumps(report))
 

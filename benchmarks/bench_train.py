@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py                                   # all models, device auto
     python benchmarks/bench_train.py --device cpu --threads 1 --official-tunit /tmp/tunit-official --json
     python benchmarks/bench_train.py --device cuda --official-tunit /tmp/tunit-official --json
-    python benchmarks/bench_train.py --device cuda --models tunit --sizes paper --iters 1000 \
+    python benchmarks/bench_train.py --device cuda --models tunit --sizes paper --iters 1000 \\
         --official-tunit /tmp/tunit-official --json       # losses over the first thousand iterations
 
 Get the official implementation with ``git clone https://github.com/clovaai/tunit /tmp/tunit-official``

@@ -514,6 +514,12 @@ class ProtocolRunner:
         return handlers[type(spec)](spec, seed)
 
     def _class_fid(self, spec: ClassFID, seed: int) -> ProtocolResult:
+        return self._planned_class_fid(spec, seed, lambda: sample_class_fid(
+            self._split(spec.source_split), spec.sources_per_class, spec.references_per_source, seed,
+            purpose="class-fid", label=spec.name))
+
+    def _planned_class_fid(self, spec, seed: int, make_plan) -> ProtocolResult:
+        """Class-wise FID of generated images grouped by ``make_plan()`` ({class: jobs}), or of a fake folder."""
         extractor = self.extractor(spec.preprocessing)
         train = self._split(spec.real_split)
         classes = list(train)
@@ -523,8 +529,10 @@ class ProtocolRunner:
             extra = {}
         else:
             size = self.image_size
-            plan = sample_class_fid(self._split(spec.source_split), spec.sources_per_class, spec.references_per_source,
-                                    seed, purpose="class-fid", label=spec.name)
+            plan = make_plan()
+            for c in classes:
+                if len(plan.get(c, [])) < 2:
+                    raise UnitEvalError(f"{spec.name}: only {len(plan.get(c, []))} fakes fall in class {c!r}; FID needs at least 2")
             images = _Images(size, spec.resize_filter)
             fake = {c: self._fake_features(plan[c], images, spec, extractor, f"fake {c}") for c in classes}
             extra = {"fakes_per_class": {c: len(plan[c]) for c in classes}}
@@ -637,26 +645,9 @@ class ProtocolRunner:
         return ProtocolResult(spec.name, seed, values, {MEAN: len(pool)}, {}, None, options)
 
     def _reference_class_fid(self, spec: ReferenceClassFID, seed: int) -> ProtocolResult:
-        extractor = self.extractor(spec.preprocessing)
-        train = self._split(spec.real_split)
-        classes = list(train)
-        if self.fake_dir is not None:
-            fakes, size = self._fake_folder_classes(classes)
-            fake = {c: extractor.files(fakes[c], None, "bicubic", desc=f"fake {c}") for c in classes}
-            extra = {}
-        else:
-            size = self.image_size
-            plan = sample_reference_class(self._split(spec.input_split), self._split(spec.reference_split),
-                                          spec.references_per_input, spec.exclude_self, seed)
-            images = _Images(size, spec.resize_filter)
-            for c in classes:
-                if len(plan.get(c, [])) < 2:
-                    raise UnitEvalError(f"{spec.name}: only {len(plan.get(c, []))} fakes have a reference of class {c!r}; "
-                                        "FID needs at least 2")
-            fake = {c: self._fake_features(plan[c], images, spec, extractor, f"fake {c}") for c in classes}
-            extra = {"fakes_per_class": {c: len(plan[c]) for c in classes}}
-        real = {c: self._real_stats(train[c], extractor, size, spec.resize_filter, f"real {c}") for c in classes}
-        return self._fid_result(spec, seed, real, fake, extractor, self._options(spec, size, **extra))
+        return self._planned_class_fid(spec, seed, lambda: sample_reference_class(
+            self._split(spec.input_split), self._split(spec.reference_split), spec.references_per_input,
+            spec.exclude_self, seed))
 
     def _diversity(self, spec: LpipsDiversity, seed: int) -> ProtocolResult:
         from .metrics.lpips import lpips_diversity
