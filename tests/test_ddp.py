@@ -16,7 +16,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+
+from .conftest import write_digits
 
 WORKER = textwrap.dedent(
     """
@@ -58,22 +59,9 @@ WORKER = textwrap.dedent(
 )
 
 
-def write_digits(root, classes=(0, 1, 2), per_class=8, size=32):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for c in classes:
-        folder = root / str(c)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in np.nonzero(d.target == c)[0][:per_class]:
-            arr = (d.images[i] / 16.0 * 255).astype(np.uint8)
-            Image.fromarray(arr).resize((size, size), Image.BICUBIC).save(folder / f"{i:04d}.png")
-    return root
-
-
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 def test_two_process_gloo_training(tmp_path):
-    data = write_digits(tmp_path / "digits")
+    data = write_digits(tmp_path / "digits", per_class=8)
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     out, result = tmp_path / "run", tmp_path / "result.json"

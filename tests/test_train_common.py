@@ -21,6 +21,8 @@ from unit_eval.baselines.common.seeding import derive_seed, get_rng_state, set_r
 from unit_eval.checkpoint import load_run
 from unit_eval.errors import UnitEvalError
 
+from .conftest import write_digits
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -28,19 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def write_digits(root, classes=(0, 1, 2), per_class=12, size=32):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    for c in classes:
-        folder = root / str(c)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in np.nonzero(d.target == c)[0][:per_class]:
-            arr = (d.images[i] / 16.0 * 255).astype(np.uint8)
-            Image.fromarray(arr).resize((size, size), Image.BICUBIC).save(folder / f"{i:04d}.png")
-    return root
 
 
 class TinyTranslator:
