@@ -3,6 +3,8 @@
     python benchmarks/bench_metrics.py trace      # FID trace term: scipy sqrtm vs unit-eval (eigen, low-rank)
     python benchmarks/bench_metrics.py features   # Inception features: torch-fidelity calculate_metrics vs unit-eval
     python benchmarks/bench_metrics.py dc         # density & coverage: prdc vs unit-eval (time, peak memory)
+    python benchmarks/bench_metrics.py sweep      # Inception images/s by batch size and numerics vs the measured fp32 limit
+    python benchmarks/bench_metrics.py shard      # fid and dc CLI: one process vs torchrun ranks (time, equal results)
     python benchmarks/bench_metrics.py all --json
 
 Prints a Markdown summary (stderr) and, with --json, one JSON object on stdout.
@@ -131,6 +133,152 @@ def bench_features(n: int = 200, size: int = 128, batch_size: int = 64, repeat: 
             "speedup": t_theirs / t_ours, "fid_rel_diff": abs(v_ours - v_theirs) / abs(v_theirs)}
 
 
+def inception_flops_per_image(extractor) -> float:
+    """Floating-point operations (2 per multiply-add) of one 299 x 299 forward to pool3, counted by torch."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, 3, 299, 299, device=extractor.device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        extractor.trunk(x)
+    return float(counter.get_total_flops())
+
+
+def fp32_peak_flops(device, repeat: int = 5) -> dict:
+    """The machine's float32 arithmetic limit as achieved by the best single kernel we can find on it (TF32 off):
+    one large GEMM and one large 3x3 convolution (channels-last on CPU, as the extractor runs), the faster of the two.
+    Measured, not taken from a data sheet; a convolution network can approach it but not exceed it by much."""
+    import torch
+    import torch.nn.functional as F
+
+    from unit_eval.device import exact_numerics
+
+    n = 4096
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    x = torch.randn(32, 256, 36, 36, device=device)
+    w = torch.randn(256, 256, 3, 3, device=device)
+    if torch.device(device).type == "cpu":
+        x, w = x.to(memory_format=torch.channels_last), w.to(memory_format=torch.channels_last)
+    kernels = {"gemm": (lambda: a @ b, 2 * n ** 3),
+               "conv3x3": (lambda: F.conv2d(x, w, padding=1), 2 * 32 * 256 * 256 * 9 * 36 * 36)}
+    rates = {}
+    with exact_numerics(), torch.no_grad():
+        for name, (fn, flops) in kernels.items():
+            fn()
+            _sync(device)
+            best = float("inf")
+            for _ in range(repeat):
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                best = min(best, time.perf_counter() - start)
+            rates[name] = flops / best
+    return {**{f"{k}_flops": v for k, v in rates.items()}, "peak_flops": max(rates.values())}
+
+
+def _sync(device) -> None:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_sweep(batch_sizes: list[int], images_per_size: int, size: int = 128, precisions: tuple = ("fp32", "bf16"),
+                fid_images: int = 200) -> dict:
+    """Inception images/s at ``size`` px uint8 inputs (resized to 299 inside, TF1-exact), per batch size and
+    numerics, against the fp32 limit derived from the measured GEMM rate; then the same from image files
+    (decoding and resizing in worker processes) at the best batch size; then each fast mode's effect on FID."""
+    import torch
+
+    from unit_eval.features import InceptionFeatures
+    from unit_eval.folders import folder_fid
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        precisions = tuple(dict.fromkeys(precisions + ("tf32",)))
+    exact = InceptionFeatures(device=device, batch_size=max(batch_sizes), progress=False)
+    flops = inception_flops_per_image(exact)
+    measured = fp32_peak_flops(device)
+    peak = measured["peak_flops"]
+    limit = peak / flops
+    rng = np.random.default_rng(0)
+    out = {"device": device, "input_size": size, "flops_per_image": flops, "gmac_per_image": flops / 2e9,
+           "fp32_kernel_flops": measured, "fp32_peak_flops": peak, "fp32_limit_img_per_s": limit, "goal_img_per_s": limit / 2, "rows": []}
+    best = {}
+    for precision in precisions:
+        for bs in batch_sizes:
+            extractor = InceptionFeatures(device=device, batch_size=bs, progress=False, precision=precision)
+            n = max(images_per_size, 2 * bs)
+            batches = [torch.from_numpy(rng.integers(0, 256, (bs, 3, size, size), dtype=np.uint8)) for _ in range(-(-n // bs))]
+            extractor.batch(batches[0])  # warm-up: kernels chosen, memory allocated
+            _sync(device)
+            start = time.perf_counter()
+            for b in batches:
+                extractor.batch(b)
+            _sync(device)
+            rate = len(batches) * bs / (time.perf_counter() - start)
+            out["rows"].append({"precision": precision, "batch_size": bs, "img_per_s": rate, "fraction_of_fp32_limit": rate / limit})
+            if rate > best.get(precision, (0, 0))[1]:
+                best[precision] = (bs, rate)
+    out["best"] = {p: {"batch_size": b, "img_per_s": r, "fraction_of_fp32_limit": r / limit} for p, (b, r) in best.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = _digit_folders(Path(tmp), fid_images, size)
+        bs = best["fp32"][0]
+        exact = InceptionFeatures(device=device, batch_size=bs, progress=False)
+        from unit_eval.images import list_images
+
+        paths = list_images(a) + list_images(b)
+        exact.files(paths[:bs])  # warm-up of the worker pool path
+        start = time.perf_counter()
+        exact.files(paths)
+        _sync(device)
+        files_rate = len(paths) / (time.perf_counter() - start)
+        out["from_files"] = {"images": len(paths), "batch_size": bs, "workers": exact.num_workers,
+                             "img_per_s": files_rate, "ratio_to_in_memory": files_rate / best["fp32"][1]}
+        reference = folder_fid(a, b, exact)["fid"]
+        out["fid_effect"] = {"fp32": reference}
+        for precision in precisions:
+            if precision == "fp32":
+                continue
+            fast = InceptionFeatures(device=device, batch_size=bs, progress=False, precision=precision)
+            value = folder_fid(a, b, fast)["fid"]
+            out["fid_effect"][precision] = value
+            out["fid_effect"][f"{precision}_rel_diff"] = abs(value - reference) / reference
+    return out
+
+
+def bench_shard(n: int = 200, ranks: int = 2, size: int = 128) -> dict:
+    """``unit-eval fid`` and ``unit-eval dc`` on two folders: one process against ``torchrun`` with ``ranks``
+    processes (each extracts every ranks-th batch; statistics reduced in float64), same threads in total."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    threads = max(1, (os.cpu_count() or 1) // ranks)
+    out = {"images": 2 * n, "ranks": ranks, "device": device, "commands": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        a, b = _digit_folders(Path(tmp), n, size)
+        base_env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+        for command in (["fid", str(a), str(b)], ["dc", str(a), str(b)]):
+            args = [*command, "--device", device, "--batch-size", "16", "--no-cache", "--json"]
+            single_env = dict(base_env, OMP_NUM_THREADS=str(threads * ranks))
+            sharded_env = dict(base_env, OMP_NUM_THREADS=str(threads))
+            runs = {}
+            for label, prefix, env in (("single", [sys.executable, "-m", "unit_eval.cli"], single_env),
+                                       ("torchrun", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                     "--nproc_per_node", str(ranks), "-m", "unit_eval.cli"], sharded_env)):
+                start = time.perf_counter()
+                proc = subprocess.run([*prefix, *args], capture_output=True, text=True, env=env, check=True)
+                runs[label] = {"seconds": time.perf_counter() - start, "result": json.loads(proc.stdout.strip().splitlines()[-1])}
+            keys = ["fid"] if command[0] == "fid" else ["density", "coverage", "precision", "recall"]
+            diff = max(abs(runs["single"]["result"][k] - runs["torchrun"]["result"][k]) / max(abs(runs["single"]["result"][k]), 1e-12)
+                       for k in keys)
+            out["commands"][command[0]] = {"single_s": runs["single"]["seconds"], "torchrun_s": runs["torchrun"]["seconds"],
+                                           "speedup": runs["single"]["seconds"] / runs["torchrun"]["seconds"],
+                                           "values": {k: runs["single"]["result"][k] for k in keys}, "max_rel_diff": diff}
+    return out
+
+
 _DC_CHILD = r"""
 import contextlib, io, json, sys, time
 import numpy as np
@@ -172,11 +320,13 @@ def bench_dc(n: int = 10000, dim: int = 2048, with_prdc: bool = True) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["trace", "features", "dc", "all"])
+    parser.add_argument("which", choices=["trace", "features", "dc", "sweep", "shard", "all"])
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--images", type=int, default=200, help="images per set for the features benchmark")
     parser.add_argument("--dc-n", type=int, default=10000)
     parser.add_argument("--dc-without-prdc", action="store_true", help="unit-eval alone (sizes where prdc runs out of memory)")
+    parser.add_argument("--batch-sizes", default=None, help="sweep: comma-separated (default 1,8,32,64 on CPU; 1,32,64,128,256,512 on CUDA)")
+    parser.add_argument("--sweep-images", type=int, default=None, help="sweep: images per batch size (default 64 on CPU, 4096 on CUDA)")
     args = parser.parse_args()
     report = {"machine": machine()}
     if args.which in ("trace", "all"):
@@ -189,6 +339,29 @@ def main():
         f = report["features"] = bench_features(args.images)
         print(f"features {f['images']} images {f['size']}px on {f['device']}: torch-fidelity {f['torch_fidelity_img_per_s']:.1f} img/s, "
               f"unit-eval {f['unit_eval_img_per_s']:.1f} img/s ({f['speedup']:.2f}x); FID rel. diff {f['fid_rel_diff']:.1e}", file=sys.stderr)
+    if args.which in ("sweep", "all"):
+        import torch
+
+        cuda = torch.cuda.is_available()
+        sizes = [int(b) for b in (args.batch_sizes or ("1,32,64,128,256,512" if cuda else "1,4,8,32,64")).split(",")]
+        w = report["sweep"] = bench_sweep(sizes, args.sweep_images or (4096 if cuda else 64))
+        k = w["fp32_kernel_flops"]
+        print(f"Inception at {w['input_size']} px on {w['device']}: {w['gmac_per_image']:.2f} GMAC/image, measured fp32 peak "
+              f"{w['fp32_peak_flops'] / 1e12:.3f} TFLOP/s (GEMM {k['gemm_flops'] / 1e12:.3f}, conv {k['conv3x3_flops'] / 1e12:.3f}) -> limit {w['fp32_limit_img_per_s']:.0f} img/s, goal (half) "
+              f"{w['goal_img_per_s']:.0f} img/s", file=sys.stderr)
+        for r in w["rows"]:
+            print(f"  {r['precision']} batch {r['batch_size']}: {r['img_per_s']:.1f} img/s ({r['fraction_of_fp32_limit']:.0%} of the fp32 limit)", file=sys.stderr)
+        f = w["from_files"]
+        print(f"  from files (decoding in {f['workers']} workers), batch {f['batch_size']}: {f['img_per_s']:.1f} img/s "
+              f"({f['ratio_to_in_memory']:.2f}x in-memory)", file=sys.stderr)
+        for p, v in w["fid_effect"].items():
+            if p.endswith("_rel_diff"):
+                print(f"  FID with {p[:-9]}: {w['fid_effect'][p[:-9]]:.4f} vs fp32 {w['fid_effect']['fp32']:.4f} (rel. diff {v:.1e})", file=sys.stderr)
+    if args.which in ("shard", "all"):
+        h = report["shard"] = bench_shard(args.images)
+        for name, c in h["commands"].items():
+            print(f"{name} on {h['images']} images ({h['device']}): one process {c['single_s']:.1f} s, torchrun x{h['ranks']} "
+                  f"{c['torchrun_s']:.1f} s ({c['speedup']:.2f}x); max rel. diff {c['max_rel_diff']:.1e}", file=sys.stderr)
     if args.which in ("dc", "all"):
         d = report["dc"] = bench_dc(args.dc_n, with_prdc=not args.dc_without_prdc)
         if d["prdc"] is None:

@@ -165,3 +165,13 @@ def test_installed_script_exit_codes(files):
     assert json.loads(proc.stdout)["passed"] is False
     proc = subprocess.run(["unit-eval", "check", base, "--baseline", base], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_baseline_from_another_extractor_is_refused():
+    """A bf16 (or legacy-preprocessed) score is not a regression test of an fp32 baseline: one clear error."""
+    exact = "inception-v3-tf-2015-12-05/pool3/tf1-bilinear"
+    base = [dict(r, extractor=exact) for r in rows(BASE)]
+    assert compare([dict(r) for r in base], base).passed
+    fast = [dict(r, extractor=exact + "/bf16") for r in rows(BASE)]
+    with pytest.raises(UnitEvalError, match="baseline from .*tf1-bilinear, new from .*bf16"):
+        compare(fast, base)

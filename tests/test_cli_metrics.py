@@ -53,6 +53,13 @@ def test_fid_mfid_dc_json(capsys, tmp_path, digits_real, digits_fake):
     assert [(r["metric"], r["class"]) for r in rows] == [("fid", "mean"), ("mfid", "mean"), ("fid", "0"), ("fid", "1"), ("fid", "2")]
     assert all(r["run"] == "digits" and r["extractor"].startswith("inception-v3-tf") for r in rows)
 
+    # The opt-in fast numerics are named in the row (never mistaken for exact numbers), and move FID only a little.
+    fast = run_json(capsys, "fid", str(digits_real), str(digits_fake), "--device", "cpu", "--numerics", "bf16",
+                    "--out", str(results), "--run", "digits-bf16")
+    assert fast["extractor"].endswith("/bf16") and fast["fid"] != fid["fid"]
+    assert fast["fid"] == pytest.approx(fid["fid"], rel=0.02)
+    assert json.loads(results.read_text().splitlines()[-1])["extractor"] == fast["extractor"]
+
 
 @pytest.mark.integration
 def test_lpips_published_values(capsys, tmp_path):
@@ -147,10 +154,13 @@ def _bad_inputs(tmp_path):
         "class sets differ": (["mfid", "--real", str(tmp_path / "one"), "--fake", str(tmp_path / "other")], "class sets differ"),
         "csv columns": (["cluster-acc", str(csv)], "lacks column"),
         "unpaired": (["lpips", str(tmp_path / "one"), str(tmp_path / "other")], "unpaired images"),
+        "tf32 on cpu": (["fid", str(tmp_path / "one"), str(tmp_path / "other"), "--device", "cpu", "--numerics", "tf32"],
+                        "tf32 needs a CUDA device"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing folder", "empty folder", "unreadable image", "class sets differ", "csv columns", "unpaired"])
+@pytest.mark.parametrize("case", ["missing folder", "empty folder", "unreadable image", "class sets differ", "csv columns", "unpaired",
+                                  "tf32 on cpu"])
 def test_bad_input_is_one_line_exit_1(capsys, tmp_path, case):
     args, message = _bad_inputs(tmp_path)[case]
     before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))

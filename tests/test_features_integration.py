@@ -140,3 +140,30 @@ def test_feature_cache_hit_and_invalidation(extractor, tmp_path, digits_real):
     cache.features(paths, extractor)
     entry.write_bytes(b"garbage")
     np.testing.assert_array_equal(cache.features(paths, extractor), first)
+
+
+def test_bf16_fast_mode_is_named_keyed_and_close_to_fp32(extractor, digits_real, digits_fake, tmp_path):
+    """The opt-in bf16 mode changes features (so it must never share a cache entry or a row name with fp32)
+    but stays close: FID within 2% of the exact value here (benchmarks/README.md has the measured effect)."""
+    fast = InceptionFeatures(device="cpu", batch_size=64, progress=False, num_workers=0, precision="bf16")
+    assert fast.describe() == extractor.describe() + "/bf16"
+    paths = list_images(digits_real)
+    exact, approx = extractor.files(paths), fast.files(paths)
+    assert not np.array_equal(exact, approx)
+    assert np.linalg.norm(approx - exact) / np.linalg.norm(exact) < 0.05  # bf16 keeps 8 mantissa bits
+    cache = FeatureCache(tmp_path / "cache")
+    assert cache.key(paths, fast, None, "bicubic") != cache.key(paths, extractor, None, "bicubic")
+    f_exact = folder_fid(digits_real, digits_fake, extractor)["fid"]
+    f_fast = folder_fid(digits_real, digits_fake, fast)["fid"]
+    assert f_fast == pytest.approx(f_exact, rel=0.02)
+    # The default is untouched by a fast extractor having run in the same process.
+    np.testing.assert_array_equal(extractor.files(paths), exact)
+
+
+def test_tf32_needs_cuda_and_unknown_precision_is_refused():
+    from unit_eval.errors import UnitEvalError
+
+    with pytest.raises(UnitEvalError, match="tf32 needs a CUDA device"):
+        InceptionFeatures(device="cpu", precision="tf32", progress=False)
+    with pytest.raises(UnitEvalError, match="unknown precision 'fp16'"):
+        InceptionFeatures(device="cpu", precision="fp16", progress=False)

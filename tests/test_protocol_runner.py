@@ -320,3 +320,12 @@ def test_end_to_end_with_real_inception(digits, tmp_path, monkeypatch):
     assert m[(0, "mean")]["value"] > 0 and m[(0, "mean")]["value"] != m[(1, "mean")]["value"]
     # the real sets went into the feature cache (one entry per class)
     assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
+
+
+def test_fast_numerics_are_checked_before_any_work(tmp_path):
+    from unit_eval.errors import UnitEvalError
+    from unit_eval.protocol_runner import evaluate
+
+    with pytest.raises(UnitEvalError, match="tf32 needs a CUDA device"):
+        evaluate(["tunit-mfid"], ckpt=str(tmp_path / "missing.pt"), data=str(tmp_path), device="cpu", precision="tf32")
+    assert list(tmp_path.iterdir()) == []

@@ -335,3 +335,39 @@ def test_torchrun_cli_equals_single_process(tmp_path, monkeypatch, capsys):
     np.testing.assert_array_equal(cache2[0], cache1[0])  # gathered in the original order, bit for bit
     assert len(rows2) == len(rows1) == 1  # rank 0 alone appends the result row
     assert json.loads(rows2[0])["value"] == fid2["fid"]
+
+
+@needs_dist
+@pytest.mark.integration
+def test_torchrun_evaluate_protocol_equals_single_process(tmp_path, monkeypatch, capsys):
+    """A protocol against a model under torchrun: each rank generates and extracts its batches of fakes (and of the
+    real set); the mFID and the rows rank 0 writes equal the single process's."""
+    from unit_eval.weights import inception_weights_path
+
+    data = tmp_path / "digits"
+    write_digits(data / "train", classes=(0, 1, 2), per_class=8, size=32)
+    write_digits(data / "test", classes=(0, 1, 2), per_class=4, offset=60, size=32)
+    monkeypatch.setenv("UNIT_EVAL_INCEPTION_WEIGHTS", str(inception_weights_path()))
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(repo))
+    protocol = repo / "ci" / "digits-mfid.toml"
+    outs = {}
+    for label in ("single", "dist"):
+        monkeypatch.setenv("UNIT_EVAL_CACHE", str(tmp_path / f"cache-{label}"))
+        results = tmp_path / f"{label}.jsonl"
+        args = ["evaluate", "--model", "tests.tiny_translator:factory", "--protocol", str(protocol), "--data", str(data),
+                "--device", "cpu", "--batch-size", "4", "--no-cache", "--out", str(results)]  # no --run: torchrun's own option
+        if label == "single":
+            payload = _single_json(capsys, args)
+        else:
+            env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(repo))
+            payload = _torchrun_json(args, tmp_path, env)
+        rows = [json.loads(line) for line in results.read_text().splitlines()]
+        outs[label] = payload["results"][0], [(r["metric"], r["class"], r["value"]) for r in rows]
+    (single, rows1), (dist, rows2) = outs["single"], outs["dist"]
+    assert dist["mfid"] == pytest.approx(single["mfid"], rel=1e-9)
+    assert len(rows2) == len(rows1) == 4  # mean + 3 classes, appended once (rank 0)
+    for (m1, c1, v1), (m2, c2, v2) in zip(rows1, rows2):
+        assert (m1, c1) == (m2, c2) and v2 == pytest.approx(v1, rel=1e-9)

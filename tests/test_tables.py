@@ -235,3 +235,14 @@ def test_golden_latex_compiles(tmp_path, golden):
     )
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert (tmp_path / "doc.pdf").stat().st_size > 0
+
+
+def test_seeds_from_different_extractors_never_average():
+    from unit_eval.errors import UnitEvalError
+
+    rows = rows_of({"a": [1.0, 2.0]})
+    rows[0]["extractor"], rows[1]["extractor"] = "inception/fp32", "inception/bf16"
+    with pytest.raises(UnitEvalError, match="run 'a', p mfid \\[mean\\] mixes extractors inception/bf16 and inception/fp32"):
+        aggregate(rows)
+    rows[1]["extractor"] = "inception/fp32"
+    assert aggregate(rows).loc[0, "n"] == 2

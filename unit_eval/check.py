@@ -85,6 +85,24 @@ def _means(rows: list[Mapping], by_run: bool) -> dict[tuple, tuple[float, int]]:
     return out
 
 
+def _extractors(rows: list[Mapping], by_run: bool) -> dict[tuple, set[str]]:
+    out: dict[tuple, set[str]] = {}
+    for r in rows:
+        key = (str(r.get("run")) if by_run else None, str(r.get("protocol")), str(r.get("metric")), str(r.get("class")))
+        out.setdefault(key, set()).add(str(r.get("extractor")))
+    return out
+
+
+def _refuse_other_extractor(new_rows: list[Mapping], baseline_rows: list[Mapping], by_run: bool) -> None:
+    """A score is only comparable with a baseline from the same extractor (numerics, preprocessing, weights)."""
+    new, base = _extractors(new_rows, by_run), _extractors(baseline_rows, by_run)
+    for key in new.keys() & base.keys():
+        if new[key] != base[key]:
+            _, protocol, metric, cls = key
+            raise UnitEvalError(f"{protocol} {metric} [{cls}]: baseline from {' and '.join(sorted(base[key]))}, new from "
+                                f"{' and '.join(sorted(new[key]))}; compare like with like (same --numerics and protocol)")
+
+
 def compare(
     new_rows: Iterable[Mapping],
     baseline_rows: Iterable[Mapping],
@@ -103,6 +121,7 @@ def compare(
     tolerances = dict(tolerances or {})
     if by_run is None:
         by_run = len({str(r["run"]) for r in new_rows}) > 1 or len({str(r["run"]) for r in baseline_rows}) > 1
+    _refuse_other_extractor(new_rows, baseline_rows, by_run)
     new, base = _means(new_rows, by_run), _means(baseline_rows, by_run)
 
     result = Comparison(by_run=by_run)

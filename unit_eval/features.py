@@ -6,7 +6,8 @@ Two preprocessing modes:
 - ``tunit-legacy`` (clovaai/tunit ``calcFIDBatch``): images in [0, 1] -> ImageNet mean/std normalisation
   -> ``F.interpolate`` to 299 with the default (nearest) mode -> the network's own 2x - 1. Needed only to
   compare with published TUNIT numbers like for like.
-The network is built once per (weights, device) and reused; TF32 is disabled while extracting.
+The network is built once per (weights, device) and reused; TF32 is disabled while extracting unless an
+opt-in fast ``precision`` (tf32, bf16) is chosen, which is then named in every result row and cache key.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from . import sharding
 from .cache import atomic_write_bytes, cache_dir, options_hash, sha256_file
-from .device import exact_numerics, resolve_device
+from .device import check_precision, feature_numerics, resolve_device
 from .errors import UnitEvalError
 from .images import list_images, load_image
 
@@ -52,7 +53,17 @@ def _build_inception(weights_path: str, device_str: str):
     torch.save(state, buffer)
     buffer.seek(0)
     model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=buffer)
-    return model.to(torch.device(device_str)).eval(), has_logits
+    device = torch.device(device_str)
+    model = model.to(device).eval()
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)  # oneDNN's fastest layout (benchmarks/README.md)
+    return model, has_logits
+
+
+def _forward_chunk(device: torch.device, batch_size: int) -> int:
+    """Images per network forward. On CPU the activations of more than a few 299 x 299 images fall out of
+    cache, so 8 at a time beats whole batches of 64 (benchmarks/README.md); on CUDA the whole batch."""
+    return min(batch_size, 8) if device.type == "cpu" else batch_size
 
 
 class InceptionFeatures:
@@ -66,6 +77,7 @@ class InceptionFeatures:
         weights_path: str | os.PathLike | None = None,
         num_workers: int | None = None,
         progress: bool = True,
+        precision: str = "fp32",
     ):
         if preprocessing not in PREPROCESSING:
             raise UnitEvalError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSING)}")
@@ -79,6 +91,7 @@ class InceptionFeatures:
         self.device = sharding.local_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
         self.batch_size = batch_size
         self.preprocessing = preprocessing
+        self.precision = check_precision(precision, self.device)
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.progress = progress
         self.model, self.has_logits = _build_inception(str(self.weights_path), str(self.device))
@@ -88,8 +101,9 @@ class InceptionFeatures:
         return _sha256_cached(str(self.weights_path), self.weights_path.stat().st_mtime_ns)
 
     def describe(self) -> str:
-        """Names the network, layer and preprocessing; goes into every result row."""
-        return f"inception-v3-tf-2015-12-05/pool3/{self.preprocessing}"
+        """Names the network, layer, preprocessing and any fast precision; goes into every result row and cache key."""
+        name = f"inception-v3-tf-2015-12-05/pool3/{self.preprocessing}"
+        return name if self.precision == "fp32" else f"{name}/{self.precision}"
 
     def require_logits(self) -> None:
         """Logit-based scores (Inception Score) need the classifier head the offline weights lack."""
@@ -104,14 +118,15 @@ class InceptionFeatures:
         """Features (float64, CPU, B x 2048) of a uint8 batch, or of a float batch in [-1, 1] (legacy mode only)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise UnitEvalError(f"expected B x 3 x H x W images, got {tuple(images.shape)}")
-        with exact_numerics():
-            if self.preprocessing == "tf1-bilinear":
-                if images.dtype != torch.uint8:
-                    raise UnitEvalError("standard FID features take uint8 images; convert with unit_eval.images.float_to_uint8")
-                (feats,) = self.model(images.to(self.device, non_blocking=True))
-            else:
-                feats = self._legacy(images.to(self.device, non_blocking=True))
-        feats = feats.double().cpu()
+        if self.preprocessing == "tf1-bilinear" and images.dtype != torch.uint8:
+            raise UnitEvalError("standard FID features take uint8 images; convert with unit_eval.images.float_to_uint8")
+        step = _forward_chunk(self.device, self.batch_size)
+        out = []
+        with feature_numerics(self.precision, self.device):
+            for start in range(0, images.shape[0], step):
+                x = images[start: start + step].to(self.device, non_blocking=True)
+                out.append((self.model(x)[0] if self.preprocessing == "tf1-bilinear" else self._legacy(x)).double().cpu())
+        feats = torch.cat(out) if out else torch.zeros(0, FEATURE_DIM, dtype=torch.float64)
         if not torch.isfinite(feats).all():
             raise UnitEvalError("Inception features contain NaN or infinite values (corrupt weights or inputs)")
         return feats

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from . import sharding
 from .errors import UnitEvalError
 from .images import float_to_uint8, list_class_folders, list_images, load_image, save_image, uint8_to_float
 from .protocol_specs import (ClassFID, ClusterEval, DensityCoverage, LegacyTunitMFID, LpipsContent, LpipsDiversity,
@@ -318,6 +319,7 @@ class Settings:
     cache: object | None = None  # FeatureCache (enabled or not); None = no cache at all
     save_images: Path | None = None
     progress: bool = True
+    precision: str = "fp32"  # Inception numerics; tf32/bf16 are opt-in fast modes named in every row
 
 
 class ProtocolRunner:
@@ -360,7 +362,7 @@ class ProtocolRunner:
 
                 self._extractors[preprocessing] = InceptionFeatures(
                     device=self.settings.device, batch_size=self.settings.batch_size, preprocessing=preprocessing,
-                    progress=self.settings.progress)
+                    progress=self.settings.progress, precision=self.settings.precision)
         return self._extractors[preprocessing]
 
     def lpips(self, net: str) -> torch.nn.Module:
@@ -457,6 +459,20 @@ class ProtocolRunner:
         return self._stats_memo[key]
 
     def _fake_features(self, jobs: list[Job], images: _Images, spec: ProtocolSpec, extractor, desc: str) -> np.ndarray:
+        """Features of the model's outputs for ``jobs``, generated and extracted batch by batch (no files).
+
+        Under torchrun each rank generates and extracts whole batches, dealt round robin, and every rank gets
+        every row in job order: the batches are the single process's, so the features are bit-identical.
+        """
+        if not sharding.start(getattr(extractor, "device", self.settings.device)):
+            return self._generated_features(jobs, images, spec, extractor, desc)
+        block = self.settings.batch_size
+        mine = sharding.shard(jobs, block=block)
+        local = self._generated_features(mine, images, spec, extractor, desc) if mine else \
+            np.empty((0, sharding.feature_dim_of(extractor)), dtype=np.float64)
+        return sharding.gather_ordered(local, len(jobs), block=block)
+
+    def _generated_features(self, jobs: list[Job], images: _Images, spec: ProtocolSpec, extractor, desc: str) -> np.ndarray:
         legacy = extractor.preprocessing == "tunit-legacy"
         batches = (out if legacy else float_to_uint8(out) for _, _, out in self._translate(jobs, images, spec, desc))
         return extractor.stream(batches, total=len(jobs), desc=f"{desc} features")
@@ -792,9 +808,9 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
              fake: str | None = None, data: str, data_root: str | None = None, seeds: Iterable[int | None] = (None,),
              device: str = "auto", batch_size: int = 32, no_cache: bool = False, out: str | None = None,
              run_name: str | None = None, save_images: str | None = None, progress: bool = True,
-             extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
+             precision: str = "fp32", extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
     """Evaluate every protocol for every seed; append rows to ``out`` (JSONL) when given."""
-    from .device import resolve_device
+    from .device import check_precision, resolve_device
     from .features import FeatureCache
     from .results import append_rows
 
@@ -805,11 +821,12 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
     if not specs:
         raise UnitEvalError("give at least one --protocol (see 'unit-eval protocols')")
     seeds = list(seeds) or [None]
-    dev = resolve_device(device)
+    dev = sharding.local_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
+    check_precision(precision, dev)
     model, evaluated, sha = (None, {"kind": "fake-folder", "path": str(Path(fake).resolve())}, None) if fake else \
         load_model(ckpt, model_spec, dev)
     settings = Settings(device=dev, batch_size=batch_size, cache=FeatureCache(enabled=not no_cache),
-                        save_images=Path(save_images) if save_images else None, progress=progress)
+                        save_images=Path(save_images) if save_images else None, progress=progress, precision=precision)
     run = run_name or default_run_name(ckpt, model_spec, fake)
     runners: dict[bool, ProtocolRunner] = {}
     for spec in specs:  # resolve data and check every protocol before generating anything
@@ -827,7 +844,7 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
         for seed in seeds:
             result = runners[isinstance(spec, MapsPixelAccuracy)].run(spec, seed)
             new = result.rows(run, sha)
-            if out:
+            if out and sharding.is_main():  # under torchrun every rank holds the result; rank 0 writes it
                 append_rows(out, new)
             results.append(result)
             rows.extend(new)
@@ -836,12 +853,13 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
 
 def run_protocol_cli(*, protocol: str, ckpt: str | None = None, model_spec: str | None = None, data: str,
                      data_root: str | None = None, seed: int | None = None, device: str = "auto", batch_size: int = 32,
-                     no_cache: bool = False, out: str | None = None, run_name: str | None = None) -> dict:
+                     no_cache: bool = False, out: str | None = None, run_name: str | None = None,
+                     precision: str = "fp32") -> dict:
     """One protocol, one seed, for ``unit-eval mfid --ckpt/--model``: the result summary (``mfid``,
     ``per_class`` for mFID protocols) plus ``rows`` written."""
     results, rows = evaluate([protocol], ckpt=ckpt, model_spec=model_spec, data=data, data_root=data_root,
                              seeds=[seed], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
-                             run_name=run_name)
+                             run_name=run_name, precision=precision, progress=sharding.is_main())
     summary = results[0].summary()
     summary["run"] = rows[0]["run"] if rows else run_name
     summary["rows"] = len(rows)

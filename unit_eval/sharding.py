@@ -258,7 +258,7 @@ def _block(extractor) -> int:
     return max(1, int(getattr(extractor, "batch_size", 1)))
 
 
-def _dim(extractor) -> int:
+def feature_dim_of(extractor) -> int:
     from .features import FEATURE_DIM
 
     return int(getattr(extractor, "feature_dim", FEATURE_DIM))
@@ -267,7 +267,7 @@ def _dim(extractor) -> int:
 def _shard_features(extractor, paths: list, size, resize_filter: str, desc: str) -> np.ndarray:
     mine = shard(paths, block=_block(extractor))
     if not mine:  # fewer batches than ranks
-        return np.empty((0, _dim(extractor)), dtype=np.float64)
+        return np.empty((0, feature_dim_of(extractor)), dtype=np.float64)
     return extractor.files(mine, size, resize_filter, desc=desc)
 
 
@@ -298,7 +298,7 @@ def extract_statistics(extractor, paths: list, size=None, resize_filter: str = "
         return (len(feats), *feature_statistics(feats))
     if not paths:
         raise UnitEvalError("no images to extract features from")
-    if len(paths) <= (_dim(extractor) if gather_up_to is None else gather_up_to):
+    if len(paths) <= (feature_dim_of(extractor) if gather_up_to is None else gather_up_to):
         feats = extract_features(extractor, paths, size, resize_filter, desc)
         return (len(feats), *feature_statistics(feats))
     sums = all_reduce_sums(FeatureSums.of(_shard_features(extractor, paths, size, resize_filter, desc)))
@@ -306,6 +306,7 @@ def extract_statistics(extractor, paths: list, size=None, resize_filter: str = "
 
 
 __all__ = [
-    "FeatureSums", "active", "all_reduce_sums", "all_true", "extract_features", "extract_statistics", "gather_ordered",
+    "FeatureSums", "active", "all_reduce_sums", "all_true", "extract_features", "extract_statistics", "feature_dim_of",
+    "gather_ordered",
     "info", "interleave", "is_main", "local_device", "on_main", "shard", "shard_indices", "start",
 ]

@@ -75,14 +75,26 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
                 "class": [str(r["class"]) for r in rows],
                 "seed": [repr(r.get("seed")) for r in rows],
                 "value": [_value(r) for r in rows],
+                "extractor": [str(r.get("extractor")) for r in rows],
             }
         )
     except KeyError as exc:
         raise UnitEvalError(f"result row lacks key {exc.args[0]!r}") from None
     frame["first"] = frame.groupby(KEY + ["seed"], sort=False).ngroup()
     frame = frame.drop_duplicates(subset=KEY + ["seed"], keep="last").sort_values("first", kind="stable")
+    _refuse_mixed_extractors(frame)
     stats = frame.groupby(KEY, sort=False)["value"].agg(mean="mean", std="std", n="count")
     return stats.reset_index()
+
+
+def _refuse_mixed_extractors(frame: pd.DataFrame) -> None:
+    """Seeds of one cell must come from one feature extractor: fp32 and bf16 (or legacy) numbers never average."""
+    kinds = frame.groupby(KEY, sort=False)["extractor"].unique()
+    mixed = kinds[kinds.map(len) > 1]
+    if len(mixed):
+        (run, protocol, metric, cls), names = mixed.index[0], mixed.iloc[0]
+        raise UnitEvalError(f"run {run!r}, {protocol} {metric} [{cls}] mixes extractors {' and '.join(sorted(names))}; "
+                            "give each setting its own --run name")
 
 
 @dataclass(frozen=True)

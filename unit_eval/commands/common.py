@@ -32,3 +32,9 @@ def info(message: str) -> None:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+
+# Named --numerics, not --precision: `dc` reports a metric called precision.
+precision_option = click.option(
+    "--numerics", "precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True,
+    help="Inception numerics. fp32 reproduces published numbers; tf32 (CUDA) and bf16 are faster and move FID "
+         "slightly (measured in benchmarks/README.md); the choice is named in every result row.")

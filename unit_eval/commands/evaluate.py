@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, info, json_option
+from .common import emit, info, json_option, precision_option
 
 
 @click.command("evaluate")
@@ -24,15 +24,22 @@ from .common import emit, info, json_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")
 @click.option("--save-images", type=click.Path(file_okay=False), default=None,
               help="Also write every generated image as PNG under DIR/<protocol>/seed<S>/.")
+@precision_option
 @json_option
 def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, run_name, seeds, device, batch_size, no_cache,
-                     save_images, as_json):
-    """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed)."""
+                     save_images, precision, as_json):
+    """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed).
+
+    Under torchrun, generation and feature extraction of the FID and D&C protocols are sharded over the ranks;
+    rank 0 alone prints and appends rows."""
     from ..protocol_runner import evaluate
+    from ..sharding import is_main
 
     results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
                              seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
-                             run_name=run_name, save_images=save_images)
+                             run_name=run_name, save_images=save_images, precision=precision, progress=is_main())
+    if not is_main():
+        return
     if out:
         info(f"appended {len(rows)} rows to {out}")
     payload = {"run": rows[0]["run"] if rows else run_name, "out": out, "results": [r.summary() for r in results], "rows": rows}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option
+from .common import emit, json_option, precision_option
 
 ROW_KEYS = ("fid", "mfid", "density", "coverage", "precision", "recall", "lpips", "lpips_diversity", "pixel_accuracy")
 
@@ -16,6 +16,7 @@ def extractor_options(fn):
     fn = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")(fn)
     fn = click.option("--workers", type=int, default=None, help="Image decoding processes (default: min(4, cores)).")(fn)
     fn = click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")(fn)
+    fn = precision_option(fn)
     return fn
 
 
@@ -32,10 +33,11 @@ def _is_main() -> bool:
     return is_main()
 
 
-def _extractor(device, batch_size, workers):
+def _extractor(device, batch_size, workers, precision):
     from ..features import InceptionFeatures
 
-    return InceptionFeatures(device=device, batch_size=batch_size, num_workers=workers, progress=_is_main())
+    return InceptionFeatures(device=device, batch_size=batch_size, num_workers=workers, progress=_is_main(),
+                             precision=precision)
 
 
 def _cache(no_cache):
@@ -70,11 +72,11 @@ def _append(out, run_name, protocol, result, extractor, size, resize_filter, opt
 @extractor_options
 @results_options
 @json_option
-def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, out, run_name, as_json):
+def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
     """FID between the images in REAL and FAKE (recursive folders), TF-Inception pool3."""
     from ..folders import folder_fid
 
-    extractor = _extractor(device, batch_size, workers)
+    extractor = _extractor(device, batch_size, workers, precision)
     result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
     if not _is_main():
@@ -96,7 +98,7 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
 @results_options
 @json_option
 def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, size, resize_filter, batch_size, device,
-                 workers, no_cache, out, run_name, as_json):
+                 workers, no_cache, precision, out, run_name, as_json):
     """Class-wise mean FID: --real/--fake class folders, or --ckpt run.pt (or --model) with --data."""
     from ..errors import UnitEvalError
 
@@ -107,7 +109,8 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
 
         result = run_protocol_cli(protocol=protocol, ckpt=ckpt, model_spec=model_spec, data=data or real,
                                   data_root=data_root, seed=seed, device=device, batch_size=batch_size,
-                                  no_cache=no_cache, out=out if _is_main() else None, run_name=run_name)
+                                  no_cache=no_cache, out=out if _is_main() else None, run_name=run_name,
+                                  precision=precision)
         if "mfid" not in result:
             raise UnitEvalError(f"protocol {protocol!r} does not report mfid")
         if _is_main():
@@ -117,7 +120,7 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
         raise UnitEvalError("give --real and --fake class folders, or --ckpt run.pt with --data")
     from ..folders import folder_mfid
 
-    extractor = _extractor(device, batch_size, workers)
+    extractor = _extractor(device, batch_size, workers, precision)
     result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
     if not _is_main():
@@ -144,11 +147,11 @@ def _name(path):
 @extractor_options
 @results_options
 @json_option
-def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, no_cache, out, run_name, as_json):
+def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
     """Density, coverage, precision and recall of FAKE against REAL (prdc semantics)."""
     from ..folders import folder_prdc
 
-    extractor = _extractor(device, batch_size, workers)
+    extractor = _extractor(device, batch_size, workers, precision)
     result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache))
     result["extractor"] = extractor.describe()
     if not _is_main():
