@@ -23,7 +23,7 @@ from unit_eval.errors import UnitEvalError
 from unit_eval.metrics.fid import feature_statistics
 
 from .conftest import write_digits
-from .stand_in_extractor import StandInExtractor, folder_results, stand_in_features, write_stand_in_folders
+from .stand_in_extractor import StandInExtractor, folder_results, write_stand_in_folders
 
 needs_dist = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 
