@@ -219,3 +219,15 @@ def check_extra(name: str, extra: dict, allowed: set[str]) -> None:
     unknown = sorted(set(k for k, v in extra.items() if v is not None) - allowed)
     if unknown:
         raise UnitEvalError(f"{name} does not take option(s) {', '.join(unknown)}; it accepts {', '.join(sorted(allowed)) or 'none'}")
+
+
+def published_config(name: str, published: dict, toy: dict, extra: dict, iters) -> dict:
+    """A recipe's settings: the published ones, the toy ones over them when ``extra["toy"]``, then every
+    given option (unknown ones refused), and ``iters``."""
+    check_extra(name, extra, set(published) - {"iters"})
+    cfg = dict(published)
+    if extra.get("toy"):
+        cfg.update(toy)
+    cfg.update({key: value for key, value in extra.items() if value is not None})
+    cfg["iters"] = int(iters)
+    return cfg

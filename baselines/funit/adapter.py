@@ -18,6 +18,7 @@ import torch
 
 from unit_eval.errors import UnitEvalError
 
+from ..common.adapter import model_input
 from .networks import FewShotGenerator
 from .recipe import GEN_KEYS
 
@@ -37,13 +38,7 @@ class FUNITTranslator:
         return next(self.gen.parameters()).device
 
     def _prep(self, x: torch.Tensor, what: str) -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise UnitEvalError(f"funit {what} must be a B x 3 x H x W float tensor, got {shape}")
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            raise UnitEvalError(
-                f"funit {what} images are {x.shape[-2]}x{x.shape[-1]}, the model works at {self.image_size}x{self.image_size}")
-        return x.to(self.device, torch.float32)
+        return model_input(x, "funit", what, self.image_size, self.device)
 
     def _codes_for(self, codes: torch.Tensor, n: int) -> torch.Tensor:
         if codes.shape[0] == 1 and n != 1:

@@ -22,7 +22,7 @@ from unit_eval.errors import UnitEvalError
 
 from ..common.distributed import all_gather_cat, average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
-from ..common.recipe import Recipe, check_extra
+from ..common.recipe import Recipe, published_config
 from . import losses
 from .networks import FewShotGenerator, ProjectionResDiscriminator, init_weights_kaiming
 
@@ -61,15 +61,7 @@ class FUNITRecipe(Recipe):
     def default_config(cls, *, iters, img_size=None, batch_size=None, k=None, **extra):
         if k is not None:
             raise UnitEvalError("funit has no pseudo-domain count; drop --k (FUNIT uses the class folders)")
-        allowed = set(PUBLISHED) - {"iters"}
-        check_extra("funit", extra, allowed)
-        cfg = dict(PUBLISHED)
-        if extra.get("toy"):
-            cfg.update(TOY)
-        for key, value in extra.items():
-            if value is not None:
-                cfg[key] = value
-        cfg["iters"] = int(iters)
+        cfg = published_config("funit", PUBLISHED, TOY, extra, iters)
         if img_size is not None:
             cfg["img_size"] = int(img_size)
             if extra.get("load_size") is None:

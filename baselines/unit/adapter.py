@@ -17,6 +17,7 @@ import torch
 
 from unit_eval.errors import UnitEvalError
 
+from ..common.adapter import model_input
 from .networks import UNITGenerator
 from .recipe import GEN_KEYS
 
@@ -36,13 +37,7 @@ class UNITTranslator:
         return next(self.gen.parameters()).device
 
     def _prep(self, x: torch.Tensor, what: str = "source") -> torch.Tensor:
-        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if torch.is_tensor(x) else type(x).__name__
-            raise UnitEvalError(f"unit {what} must be a B x 3 x H x W float tensor, got {shape}")
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            raise UnitEvalError(
-                f"unit {what} images are {x.shape[-2]}x{x.shape[-1]}, the model works at {self.image_size}x{self.image_size}")
-        return x.to(self.device, torch.float32)
+        return model_input(x, "unit", what, self.image_size, self.device)
 
     @staticmethod
     def _domains(domain, n: int) -> torch.Tensor:

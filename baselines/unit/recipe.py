@@ -19,7 +19,7 @@ from unit_eval.errors import UnitEvalError
 
 from ..common.distributed import average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
-from ..common.recipe import Recipe, check_extra
+from ..common.recipe import Recipe, published_config
 from . import losses
 from .networks import Discriminator, UNITGenerator, init_weights
 
@@ -56,14 +56,7 @@ class UNITRecipe(Recipe):
     def default_config(cls, *, iters, img_size=None, batch_size=None, k=None, **extra):
         if k is not None:
             raise UnitEvalError("unit has no pseudo-domain count; drop --k (UNIT translates between two domain folders)")
-        check_extra("unit", extra, set(PUBLISHED) - {"iters"})
-        cfg = dict(PUBLISHED)
-        if extra.get("toy"):
-            cfg.update(TOY)
-        for key, value in extra.items():
-            if value is not None:
-                cfg[key] = value
-        cfg["iters"] = int(iters)
+        cfg = published_config("unit", PUBLISHED, TOY, extra, iters)
         if img_size is not None:
             cfg["img_size"] = int(img_size)
             if extra.get("load_size") is None:
@@ -178,7 +171,7 @@ def validate_config(cfg: dict) -> None:
     need(int(cfg["batch_size"]) >= 1, f"batch_size must be positive, got {cfg['batch_size']}")
     need(cfg["init"] in ("gaussian", "kaiming"), f"init must be 'gaussian' or 'kaiming', got {cfg['init']!r}")
     need(int(cfg["dis_scales"]) >= 1, f"dis_scales must be >= 1, got {cfg['dis_scales']}")
-    need(cfg["ema_beta"] is None or 0.0 <= float(cfg["ema_beta"]) < 1.0, f"ema_beta must be None or in [0, 1)")
+    need(cfg["ema_beta"] is None or 0.0 <= float(cfg["ema_beta"]) < 1.0, "ema_beta must be None or in [0, 1)")
 
 
 RECIPE = UNITRecipe
