@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +56,18 @@ def digits_real(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits_fake(tmp_path_factory) -> Path:
     return write_digits(tmp_path_factory.mktemp("digits_fake"), per_class=10, offset=40)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a whole trainer test module, its module fixtures included: tiny convolutions run
+    fastest on one thread, and it is immune to busy shared cores. Request with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())

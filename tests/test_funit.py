@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from .conftest import write_digits
+from .conftest import n_params, write_digits
 from unit_eval.baselines.common.data import load_eval_images, scan
 from unit_eval.baselines.common.loop import train
 from unit_eval.baselines.funit import losses
@@ -17,20 +17,9 @@ from unit_eval.checkpoint import load_run, save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import Translator, load_checkpoint_translator
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOY = {"toy": True}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convolutions: one intra-op thread is fastest and immune to busy shared cores.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.fixture(scope="module")

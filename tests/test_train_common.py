@@ -23,13 +23,7 @@ from unit_eval.errors import UnitEvalError
 
 from .conftest import write_digits
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyTranslator:

@@ -16,21 +16,11 @@ from unit_eval.checkpoint import load_run, save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import Translator, load_checkpoint_translator
 
-from .conftest import write_digits
+from .conftest import n_params, write_digits
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOY = {"toy": True}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def n_params(m):
-    return sum(p.numel() for p in m.parameters())
 
 
 @pytest.fixture(scope="module")
