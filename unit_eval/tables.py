@@ -97,6 +97,22 @@ def _refuse_mixed_extractors(frame: pd.DataFrame) -> None:
                             "give each setting its own --run name")
 
 
+def _cell_styler(*, missing: str, plus_minus: str, best: str, second: str | None):
+    """A cell formatter for one output format: ``best``/``second`` are templates with one ``{}`` (None: no
+    second-best mark)."""
+    def styled(cell: "_Cell") -> str:
+        if cell.mean is None:
+            return missing
+        text = cell.mean if cell.std is None else f"{cell.mean}{plus_minus}{cell.std}"
+        if cell.mark == "best":
+            return best.format(text)
+        if cell.mark == "second" and second is not None:
+            return second.format(text)
+        return text
+
+    return styled
+
+
 @dataclass(frozen=True)
 class Column:
     protocol: str
@@ -278,16 +294,7 @@ def render_latex(
     headers = [_header_parts(board, col, arrows, latex_escape) for col in board.columns]
     levels = len(headers[0]) if headers else 1
 
-    def styled(cell: _Cell) -> str:
-        if cell.mean is None:
-            return "--"
-        text = cell.mean if cell.std is None else f"{cell.mean} $\\pm$ {cell.std}"
-        if cell.mark == "best":
-            return f"\\textbf{{{text}}}"
-        if cell.mark == "second" and second:
-            return f"\\underline{{{text}}}"
-        return text
-
+    styled = _cell_styler(missing="--", plus_minus=" $\\pm$ ", best="\\textbf{{{}}}", second="\\underline{{{}}}" if second else None)
     body = [[latex_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, _cells(board, decimals, metric_decimals, show_std, True))]
     last_header = ["Method"] + [h[-1] for h in headers]
     widths = [max(len(r[i]) for r in body + [last_header]) for i in range(len(last_header))]
@@ -333,16 +340,7 @@ def render_markdown(
     """A GitHub pipe table; best in ``**bold**``, second best in ``<ins>`` (GitHub's underline)."""
     from tabulate import tabulate
 
-    def styled(cell: _Cell) -> str:
-        if cell.mean is None:
-            return "–"
-        text = cell.mean if cell.std is None else f"{cell.mean} ± {cell.std}"
-        if cell.mark == "best":
-            return f"**{text}**"
-        if cell.mark == "second" and second:
-            return f"<ins>{text}</ins>"
-        return text
-
+    styled = _cell_styler(missing="–", plus_minus=" ± ", best="**{}**", second="<ins>{}</ins>" if second else None)
     headers = ["Method"] + [" / ".join(_header_parts(board, c, {True: "↑", False: "↓"}, markdown_escape)) for c in board.columns]
     body = [[markdown_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, _cells(board, decimals, metric_decimals, show_std, True))]
     return tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True, colalign=["left"] + ["right"] * len(board.columns)) + "\n"
