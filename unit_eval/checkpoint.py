@@ -38,18 +38,25 @@ def save_run(path: str | os.PathLike, *, model: str, config: dict, state_dict: d
     return Path(path)
 
 
-def load_run(path: str | os.PathLike) -> dict:
-    """Load and validate a run.pt; every failure is a one-line ``UnitEvalError``."""
+def load_weights_only(path: str | os.PathLike, refused: str):
+    """``torch.load(path, weights_only=True)`` on the CPU: no code in a checkpoint ever runs. A missing file or
+    one torch refuses or cannot read is a one-line ``UnitEvalError``; ``refused`` is its message, a template
+    with ``{path}`` and ``{reason}`` (the first line of torch's error)."""
     path = Path(path)
     if not path.is_file():
         raise UnitEvalError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnitEvalError(
-            f"{path} is not a loadable unit-eval checkpoint (refused or unreadable with weights_only=True: {first[:160]})"
-        ) from None
+        raise UnitEvalError(refused.format(path=path, reason=first[:160])) from None
+
+
+def load_run(path: str | os.PathLike) -> dict:
+    """Load and validate a run.pt; every failure is a one-line ``UnitEvalError``."""
+    path = Path(path)
+    payload = load_weights_only(
+        path, "{path} is not a loadable unit-eval checkpoint (refused or unreadable with weights_only=True: {reason})")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         hint = ""

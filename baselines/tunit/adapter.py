@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 from pathlib import Path
 
 import torch
 
+from unit_eval.checkpoint import load_weights_only
 from unit_eval.errors import UnitEvalError
 
 from .networks import GuidingNet, Generator, check_img_size, default_width, official_to_local
@@ -193,13 +193,7 @@ def from_official_ckpt(path: str | os.PathLike, img_size: int, sty_dim: int = 12
     per-domain average styles are not in official checkpoints: call ``set_domain_styles``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UnitEvalError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnitEvalError(f"{path} is not loadable with weights_only=True ({first[:160]})") from None
+    ckpt = load_weights_only(path, "{path} is not loadable with weights_only=True ({reason})")
     if not isinstance(ckpt, dict) or "G_EMA_state_dict" not in ckpt or "C_EMA_state_dict" not in ckpt:
         keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise UnitEvalError(f"{path} is not an official TUNIT checkpoint (no G_EMA_state_dict/C_EMA_state_dict; found {keys})")
