@@ -92,6 +92,27 @@ def _digit_folders(root: Path, n: int, size: int) -> tuple[Path, Path]:
     return root / "a", root / "b"
 
 
+def inception_state_with_head() -> dict:
+    """unit-eval's converted Inception weights with the classifier head the offline source lacks filled with NaN,
+    as strict loaders (torch-fidelity's, the official TUNIT's) require; pool3 features never touch it."""
+    import torch
+
+    from unit_eval.weights import inception_weights_path
+
+    state = torch.load(inception_weights_path(), map_location="cpu", weights_only=True)
+    state.setdefault("fc.weight", torch.full((1008, 2048), float("nan")))
+    state.setdefault("fc.bias", torch.full((1008,), float("nan")))
+    return state
+
+
+def write_torch_fidelity_weights(path: Path) -> Path:
+    """The same weights as a file for torch-fidelity's ``feature_extractor_weights_path``."""
+    import torch
+
+    torch.save(inception_state_with_head(), path)
+    return path
+
+
 def bench_features(n: int = 200, size: int = 128, batch_size: int = 64, repeat: int = 2) -> dict:
     import torch
     import torch_fidelity
@@ -103,11 +124,7 @@ def bench_features(n: int = 200, size: int = 128, batch_size: int = 64, repeat: 
     with tempfile.TemporaryDirectory() as tmp:
         a, b = _digit_folders(Path(tmp), n, size)
         extractor = InceptionFeatures(device=device, batch_size=batch_size, progress=False)
-        fidelity_weights = Path(tmp) / "inception.pth"
-        state = torch.load(extractor.weights_path, map_location="cpu", weights_only=True)
-        state.setdefault("fc.weight", torch.full((1008, 2048), float("nan")))
-        state.setdefault("fc.bias", torch.full((1008,), float("nan")))
-        torch.save(state, fidelity_weights)
+        fidelity_weights = write_torch_fidelity_weights(Path(tmp) / "inception.pth")
 
         def ours():
             return folder_fid(a, b, extractor)["fid"]
@@ -165,18 +182,18 @@ def fp32_peak_flops(device, repeat: int = 5) -> dict:
     with exact_numerics(), torch.no_grad():
         for name, (fn, flops) in kernels.items():
             fn()
-            _sync(device)
+            sync(device)
             best = float("inf")
             for _ in range(repeat):
                 start = time.perf_counter()
                 fn()
-                _sync(device)
+                sync(device)
                 best = min(best, time.perf_counter() - start)
             rates[name] = flops / best
     return {**{f"{k}_flops": v for k, v in rates.items()}, "peak_flops": max(rates.values())}
 
 
-def _sync(device) -> None:
+def sync(device) -> None:
     import torch
 
     if torch.device(device).type == "cuda":
@@ -211,11 +228,11 @@ def bench_sweep(batch_sizes: list[int], images_per_size: int, size: int = 128, p
             n = max(images_per_size, 2 * bs)
             batches = [torch.from_numpy(rng.integers(0, 256, (bs, 3, size, size), dtype=np.uint8)) for _ in range(-(-n // bs))]
             extractor.batch(batches[0])  # warm-up: kernels chosen, memory allocated
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for b in batches:
                 extractor.batch(b)
-            _sync(device)
+            sync(device)
             rate = len(batches) * bs / (time.perf_counter() - start)
             out["rows"].append({"precision": precision, "batch_size": bs, "img_per_s": rate, "fraction_of_fp32_limit": rate / limit})
             if rate > best.get(precision, (0, 0))[1]:
@@ -231,7 +248,7 @@ def bench_sweep(batch_sizes: list[int], images_per_size: int, size: int = 128, p
         exact.files(paths[:bs])  # warm-up of the worker pool path
         start = time.perf_counter()
         exact.files(paths)
-        _sync(device)
+        sync(device)
         files_rate = len(paths) / (time.perf_counter() - start)
         out["from_files"] = {"images": len(paths), "batch_size": bs, "workers": exact.num_workers,
                              "img_per_s": files_rate, "ratio_to_in_memory": files_rate / best["fp32"][1]}

@@ -36,12 +36,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_metrics import machine  # noqa: E402
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+from bench_metrics import inception_state_with_head, machine, sync, write_torch_fidelity_weights  # noqa: E402
 
 
 def _quiet():
@@ -73,21 +68,17 @@ class Setup:
         os.environ["UNIT_EVAL_CACHE"] = str(tmp / "cache")
         (tmp / "cache").mkdir()
         (tmp / "cache" / "weights").symlink_to(weights_dir, target_is_directory=True)
-        self.fidelity_weights = tmp / "inception.pth"
-        state = torch.load(inception_weights_path(), map_location="cpu", weights_only=True)
-        state.setdefault("fc.weight", torch.full((1008, 2048), float("nan")))
-        state.setdefault("fc.bias", torch.full((1008,), float("nan")))
-        torch.save(state, self.fidelity_weights)
+        self.fidelity_weights = write_torch_fidelity_weights(tmp / "inception.pth")
 
     def ours(self, protocol: str, no_cache: bool, model_spec: str | None = None) -> tuple[float, dict]:
         from unit_eval.protocol_runner import evaluate
 
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         model = {"model_spec": model_spec} if model_spec else {"ckpt": str(self.ckpt)}
         results, _ = evaluate([str(protocol)], **model, data=str(self.data), seeds=[0], device=str(self.device),
                               batch_size=self.args.batch_size, no_cache=no_cache, progress=False)
-        _sync(self.device)
+        sync(self.device)
         return time.perf_counter() - start, results[0].summary()
 
     def ours_cold_and_warm(self, protocol, model_spec: str | None = None) -> dict:
@@ -135,7 +126,7 @@ def route_mfid(s: Setup) -> dict:
     toml = s.protocols["demo-tunit-mfid"]
     ours = s.ours_cold_and_warm(toml)
     spec = load_protocol(toml)
-    _sync(s.device)
+    sync(s.device)
     start = time.perf_counter()
     dataset = s.dataset()
     test, train_split = dataset.split("test"), dataset.split("train")
@@ -151,7 +142,7 @@ def route_mfid(s: Setup) -> dict:
                 input1=str(s.tmp / "mfid-fake" / cls), input2=str(s.tmp / "mfid-real" / cls), fid=True,
                 cuda=s.device.type == "cuda", batch_size=s.args.batch_size, feature_extractor_weights_path=str(s.fidelity_weights),
                 verbose=False, cache=False)["frechet_inception_distance"]
-    _sync(s.device)
+    sync(s.device)
     t_theirs = time.perf_counter() - start
     v_theirs = float(np.mean(list(per_class.values())))
     v_ours = ours["cold"]["mfid"]
@@ -175,7 +166,7 @@ def route_dc(s: Setup) -> dict:
     model = copy_reference()
     spec = load_protocol(toml)
     cuda = s.device.type == "cuda"
-    _sync(s.device)
+    sync(s.device)
     start = time.perf_counter()
     dataset = s.dataset()
     train_split = dataset.split(spec.real_split)
@@ -194,7 +185,7 @@ def route_dc(s: Setup) -> dict:
             feats[name] = extract_featuresdict_from_input_id(  # input id 1 = the input1 keyword
                 1, extractor, input1=str(s.tmp / name), cuda=cuda, batch_size=s.args.batch_size, verbose=False)["2048"].numpy()
         theirs = {k: float(v) for k, v in prdc.compute_prdc(feats["dc-real"], feats["dc-fake"], spec.k).items()}
-    _sync(s.device)
+    sync(s.device)
     t_theirs = time.perf_counter() - start
     diff = max(abs(ours["cold"][k] - theirs[k]) for k in ("density", "coverage", "precision", "recall"))
     return {"n_real": len(feats["dc-real"]), "n_fake": len(feats["dc-fake"]), "unit_eval_cold_s": ours["cold_s"],
@@ -271,7 +262,6 @@ def route_legacy(s: Setup, official: Path) -> dict:
     from argparse import Namespace
 
     from unit_eval.protocol_runner import legacy_real_flips, legacy_real_paths, rng_for, sample_legacy
-    from unit_eval.weights import inception_weights_path
 
     toml = Path(__file__).resolve().parents[1] / "protocols" / "tunit-mfid-legacy.toml"
     ours = s.ours_cold_and_warm(toml)
@@ -280,8 +270,7 @@ def route_legacy(s: Setup, official: Path) -> dict:
     with _quiet():
         import models.inception as official_inception
         from validation.validation import calcFIDBatch
-    state = torch.load(inception_weights_path(), map_location="cpu", weights_only=True)
-    state.update({"fc.weight": torch.full((1008, 2048), float("nan")), "fc.bias": torch.full((1008,), float("nan"))})
+    state = inception_state_with_head()
     official_inception.load_state_dict_from_url = lambda *a, **k: state  # instead of its download
     with _quiet():
         inception = official_inception.InceptionV3([official_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(s.device).eval()
@@ -313,7 +302,7 @@ def route_legacy(s: Setup, official: Path) -> dict:
         assert len(perm) == n, (len(perm), n)
         return perm.clone()
 
-    _sync(s.device)
+    sync(s.device)
     start = time.perf_counter()
     train_set = _OfficialSet(train, size, flip_of)
     val_set = _OfficialSet(val, size)
@@ -323,7 +312,7 @@ def route_legacy(s: Setup, official: Path) -> dict:
             per_class = calcFIDBatch(args, {"VAL": {"VALSET": val_set}}, networks, model="EMA", train_dataset={"FULL": train_set})
     finally:
         torch.randperm = real_randperm
-    _sync(s.device)
+    sync(s.device)
     t_official = time.perf_counter() - start
     assert len(calls) == len(perms), "calcFIDBatch drew a different number of reference permutations"
     v_official = float(np.mean(per_class))
