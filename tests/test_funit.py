@@ -1,9 +1,14 @@
 """FUNIT baseline: architecture at the published size, toy training through the shared loop, run.pt
-round trip, seeded determinism and resume, class codes, bad inputs. CPU only, small and fast."""
+round trip, seeded determinism and resume, class codes, bad inputs, and parity with the official NVlabs/FUNIT
+networks (numbers pinned from the official code). CPU only, small and fast."""
 from __future__ import annotations
 
 import json
+import math
+import re
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +16,7 @@ from .conftest import n_params, write_digits
 from unit_eval.baselines.common.data import load_eval_images, scan
 from unit_eval.baselines.common.loop import train
 from unit_eval.baselines.funit import losses
-from unit_eval.baselines.funit.networks import FewShotGenerator, ProjectionResDiscriminator
+from unit_eval.baselines.funit.networks import ActFirstResBlock, FewShotGenerator, ProjectionResDiscriminator
 from unit_eval.baselines.funit.recipe import FUNITRecipe
 from unit_eval.checkpoint import load_run, save_run
 from unit_eval.errors import UnitEvalError
@@ -71,6 +76,7 @@ def test_published_architecture_at_128():
 def test_default_config_is_the_published_one():
     cfg = FUNITRecipe.default_config(iters=100_000)
     assert (cfg["img_size"], cfg["load_size"], cfg["batch_size"]) == (128, 140, 64)
+    assert cfg["resize_mode"] == "shorter_side"  # utils.py:48 Resize(140): shorter side, aspect kept
     assert (cfg["lr_gen"], cfg["lr_dis"], cfg["weight_decay"]) == (1e-4, 1e-4, 1e-4)
     assert (cfg["gan_w"], cfg["fm_w"], cfg["r_w"], cfg["gp_w"], cfg["ema_beta"]) == (1.0, 1.0, 0.1, 10.0, 0.999)
     assert FUNITRecipe.default_config(iters=1, img_size=64)["load_size"] == 70  # 140/128 kept
@@ -198,3 +204,212 @@ def test_gradient_penalty_matches_definition():
     resp = (x * 2.0).sum(dim=(1, 2, 3))
     # d mean(resp)/dx = 2/3 everywhere: sum = 3*48*(4/9), / 3 = 48*4/9
     assert torch.allclose(losses.real_gradient_penalty(resp, x), torch.tensor(48 * 4 / 9))
+
+
+# ----------------------------------------------------------------------------- parity with NVlabs/FUNIT
+# Pinned from the official code, NVlabs/FUNIT commit 198f430b6ef1abe940251b30f51d5cc68a476787
+# (2021-04-21), on 2026-12-01: a scratch script outside this repository imported the unmodified official
+# networks.py/blocks.py (``torch.Tensor.cuda`` patched to a no-op so that it runs on CPU, torch 2.14,
+# 1 thread, float32), built ``FewShotGen(OFFICIAL_GEN)`` and ``GPPatchMcResDis(OFFICIAL_DIS)``, set
+# every parameter ``name`` to ``_det_param(name, shape)`` (below: splitmix64 of crc32(name) and the
+# element index -> uniform [-1, 1), times sqrt(6 / fan_in) for weights and 0.1 for biases; no RNG of
+# either implementation is involved), fed ``_det_uniform("content"|"class", (2, 3, 32, 32))`` with
+# labels [0, 2] and recorded:
+#   resp, feat = dis(x_b, labels); reg = dis.calc_grad2(resp, x_b)      (x_b.requires_grad_())
+#   x_t = gen.decode(gen.enc_content(x_a), gen.enc_class_model(x_b))    (per-sample translation)
+#   k_shot = gen(x_a[:1], x_b)                                          (class codes averaged)
+# OFFICIAL_PARAMS lists the official model's named_parameters() (name, shape) in order.
+OFFICIAL_GEN = dict(nf=8, nf_mlp=16, latent_dim=8, n_mlp_blks=3, n_res_blks=2, n_downs_content=2, n_downs_class=3)
+OFFICIAL_DIS = dict(nf=8, n_res_blks=6, num_classes=3)
+OFFICIAL_PARAMS = """
+enc_class_model.model.0.conv.weight 8,3,7,7
+enc_class_model.model.0.conv.bias 8
+enc_class_model.model.1.conv.weight 16,8,4,4
+enc_class_model.model.1.conv.bias 16
+enc_class_model.model.2.conv.weight 32,16,4,4
+enc_class_model.model.2.conv.bias 32
+enc_class_model.model.3.conv.weight 32,32,4,4
+enc_class_model.model.3.conv.bias 32
+enc_class_model.model.5.weight 8,32,1,1
+enc_class_model.model.5.bias 8
+enc_content.model.0.conv.weight 8,3,7,7
+enc_content.model.0.conv.bias 8
+enc_content.model.1.conv.weight 16,8,4,4
+enc_content.model.1.conv.bias 16
+enc_content.model.2.conv.weight 32,16,4,4
+enc_content.model.2.conv.bias 32
+enc_content.model.3.model.0.model.0.conv.weight 32,32,3,3
+enc_content.model.3.model.0.model.0.conv.bias 32
+enc_content.model.3.model.0.model.1.conv.weight 32,32,3,3
+enc_content.model.3.model.0.model.1.conv.bias 32
+enc_content.model.3.model.1.model.0.conv.weight 32,32,3,3
+enc_content.model.3.model.1.model.0.conv.bias 32
+enc_content.model.3.model.1.model.1.conv.weight 32,32,3,3
+enc_content.model.3.model.1.model.1.conv.bias 32
+dec.model.0.model.0.model.0.conv.weight 32,32,3,3
+dec.model.0.model.0.model.0.conv.bias 32
+dec.model.0.model.0.model.1.conv.weight 32,32,3,3
+dec.model.0.model.0.model.1.conv.bias 32
+dec.model.0.model.1.model.0.conv.weight 32,32,3,3
+dec.model.0.model.1.model.0.conv.bias 32
+dec.model.0.model.1.model.1.conv.weight 32,32,3,3
+dec.model.0.model.1.model.1.conv.bias 32
+dec.model.2.conv.weight 16,32,5,5
+dec.model.2.conv.bias 16
+dec.model.4.conv.weight 8,16,5,5
+dec.model.4.conv.bias 8
+dec.model.5.conv.weight 3,8,7,7
+dec.model.5.conv.bias 3
+mlp.model.0.fc.weight 16,8
+mlp.model.0.fc.bias 16
+mlp.model.1.fc.weight 16,16
+mlp.model.1.fc.bias 16
+mlp.model.2.fc.weight 256,16
+mlp.model.2.fc.bias 256
+cnn_f.0.conv.weight 8,3,7,7
+cnn_f.0.conv.bias 8
+cnn_f.1.conv_0.conv.weight 8,8,3,3
+cnn_f.1.conv_0.conv.bias 8
+cnn_f.1.conv_1.conv.weight 8,8,3,3
+cnn_f.1.conv_1.conv.bias 8
+cnn_f.2.conv_0.conv.weight 8,8,3,3
+cnn_f.2.conv_0.conv.bias 8
+cnn_f.2.conv_1.conv.weight 16,8,3,3
+cnn_f.2.conv_1.conv.bias 16
+cnn_f.2.conv_s.conv.weight 16,8,1,1
+cnn_f.5.conv_0.conv.weight 16,16,3,3
+cnn_f.5.conv_0.conv.bias 16
+cnn_f.5.conv_1.conv.weight 16,16,3,3
+cnn_f.5.conv_1.conv.bias 16
+cnn_f.6.conv_0.conv.weight 16,16,3,3
+cnn_f.6.conv_0.conv.bias 16
+cnn_f.6.conv_1.conv.weight 32,16,3,3
+cnn_f.6.conv_1.conv.bias 32
+cnn_f.6.conv_s.conv.weight 32,16,1,1
+cnn_f.9.conv_0.conv.weight 32,32,3,3
+cnn_f.9.conv_0.conv.bias 32
+cnn_f.9.conv_1.conv.weight 32,32,3,3
+cnn_f.9.conv_1.conv.bias 32
+cnn_f.10.conv_0.conv.weight 32,32,3,3
+cnn_f.10.conv_0.conv.bias 32
+cnn_f.10.conv_1.conv.weight 64,32,3,3
+cnn_f.10.conv_1.conv.bias 64
+cnn_f.10.conv_s.conv.weight 64,32,1,1
+cnn_c.0.conv.weight 3,64,1,1
+cnn_c.0.conv.bias 3
+"""
+# (sum, sum of |.|, sum of squares) and values at fixed positions of the official outputs
+OFFICIAL_SUMS = {
+    "resp": (-189.914498, 197.910651, 441.044002),
+    "feat": (8730.38484, 11921.221, 35768.4124),
+    "x_t": (1209.76234, 3480.65802, 2510.53089),
+    "k_shot": (605.886353, 1744.86956, 1267.65069),
+}
+OFFICIAL_REG = 0.153531581
+OFFICIAL_VALUES = [
+    (("resp", (0, 0, slice(0, 4))), [-0.37127122, -0.21302184, -1.15215266, -0.66211730]),
+    (("resp", (1, 5, slice(3, 7))), [-3.31476045, -0.88146001, 1.01798618, -1.29086506]),
+    (("feat", (0, slice(0, 4), 1, 2)), [-0.59893644, 3.01600575, 4.88005495, -0.04541745]),
+    (("feat", (1, slice(60, 64), 7, 0)), [4.28146029, 1.29596055, 0.59810102, 2.75503111]),
+    (("x_t", (0, slice(None), 3, 5)), [-0.64074451, -0.26296499, 0.67900562]),
+    (("x_t", (1, slice(None), 30, 17)), [-0.89145327, -0.67708737, 0.59771734]),
+    (("k_shot", (0, slice(None), 16, 16)), [0.88779366, -0.06873438, 0.07984608]),
+]
+
+
+def _det_uniform(tag: str, shape) -> torch.Tensor:
+    """Uniform [-1, 1) float64 values: splitmix64 of (crc32(tag), element index); integer arithmetic only."""
+    n = math.prod(shape)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = np.uint64(zlib.crc32(tag.encode())) * golden + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return torch.from_numpy(2.0 * u - 1.0).reshape(shape)
+
+
+def _det_param(name: str, shape) -> torch.Tensor:
+    v = _det_uniform(name, shape)
+    return (v * math.sqrt(6.0 / math.prod(shape[1:])) if len(shape) > 1 else v * 0.1).float()
+
+
+def _official_to_local(name: str) -> str:
+    """NVlabs/FUNIT parameter name -> ours (FewShotGenerator / ProjectionResDiscriminator)."""
+    rules = [
+        (r"enc_class_model\.model\.(\d+)\.(conv\.)?(weight|bias)",
+         lambda m: f"enc_class.model.{m[1]}.{m[2] or ''}{m[3]}"),
+        # ResBlocks (official: one Sequential at index 1 + n_downs) are flattened into our Sequential
+        (r"enc_content\.model\.(\d+)\.model\.(\d+)\.model\.(\d+)\.conv\.(weight|bias)",
+         lambda m: f"enc_content.model.{int(m[1]) + int(m[2])}.c{int(m[3]) + 1}.conv.{m[4]}"),
+        (r"enc_content\.model\.(\d+)\.conv\.(weight|bias)", lambda m: f"enc_content.model.{m[1]}.conv.{m[2]}"),
+        (r"dec\.model\.0\.model\.(\d+)\.model\.(\d+)\.conv\.(weight|bias)",
+         lambda m: f"dec.res.{m[1]}.conv{int(m[2]) + 1}.{m[3]}"),
+        (r"dec\.model\.(\d+)\.conv\.(weight|bias)", lambda m: f"dec.up.{int(m[1]) - 1}.conv.{m[2]}"),
+        (r"mlp\.model\.(\d+)\.fc\.(weight|bias)", lambda m: f"mlp.model.{2 * int(m[1])}.{m[2]}"),
+        (r"cnn_f\.(\d+)\.conv_s\.conv\.weight", lambda m: f"features.{m[1]}.shortcut.weight"),
+        (r"cnn_f\.(\d+)\.((conv_[01]\.)?conv\.(weight|bias))", lambda m: f"features.{m[1]}.{m[2]}"),
+        (r"cnn_c\.0\.conv\.(weight|bias)", lambda m: f"classifier.conv.{m[1]}"),
+    ]
+    for pattern, local in rules:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return local(m)
+    raise AssertionError(f"no mapping for official parameter {name}")
+
+
+def _load_official_weights(gen: torch.nn.Module, dis: torch.nn.Module) -> None:
+    params = {f"{net}.{k}": v for net, module in (("gen", gen), ("dis", dis)) for k, v in module.named_parameters()}
+    seen = set()
+    with torch.no_grad():
+        for line in OFFICIAL_PARAMS.strip().splitlines():
+            name, shape = line.split()
+            shape = tuple(int(s) for s in shape.split(","))
+            net = "dis" if name.startswith("cnn_") else "gen"
+            local = f"{net}.{_official_to_local(name)}"
+            assert local in params and local not in seen, (name, local)
+            assert tuple(params[local].shape) == shape, (name, local, tuple(params[local].shape), shape)
+            params[local].copy_(_det_param(name, shape))
+            seen.add(local)
+    assert seen == set(params), sorted(set(params) - seen)  # a bijection: no parameter left unset
+
+
+def test_networks_match_official_funit():
+    """Our generator and discriminator compute the official functions (numbers pinned from NVlabs/FUNIT)."""
+    gen = FewShotGenerator(**OFFICIAL_GEN)
+    dis = ProjectionResDiscriminator(OFFICIAL_DIS["num_classes"], OFFICIAL_DIS["nf"], OFFICIAL_DIS["n_res_blks"])
+    _load_official_weights(gen, dis)
+    x_a = _det_uniform("content", (2, 3, 32, 32)).float()
+    x_b = _det_uniform("class", (2, 3, 32, 32)).float().requires_grad_(True)
+    resp, feat = dis(x_b, torch.tensor([0, 2]))
+    reg = losses.real_gradient_penalty(resp, x_b)
+    with torch.no_grad():
+        x_t = gen.decode(gen.content(x_a), gen.class_code(x_b))
+        k_shot = gen.decode(gen.content(x_a[:1]), gen.class_code(x_b).mean(0, keepdim=True))
+    outs = {"resp": resp.detach(), "feat": feat.detach(), "x_t": x_t, "k_shot": k_shot}
+    for key, (s, a, q) in OFFICIAL_SUMS.items():
+        t = outs[key].double()
+        got = (t.sum().item(), t.abs().sum().item(), t.pow(2).sum().item())
+        assert got == pytest.approx((s, a, q), rel=2e-5, abs=1e-3), key
+    for (key, idx), values in OFFICIAL_VALUES:
+        assert outs[key][idx].tolist() == pytest.approx(values, abs=2e-5), (key, idx)
+    assert reg.item() == pytest.approx(OFFICIAL_REG, rel=1e-4)
+
+
+def test_act_first_block_shortcut_carries_activated_input():
+    """Official blocks.py: the in-place LeakyReLU of conv_0 overwrites x before the identity shortcut reads
+    it (lrelu(x) + F(x)); a learned shortcut reads x first (W x + F(x)). Gradients flow (no in-place op)."""
+    import torch.nn.functional as F
+
+    def residual(block, x):  # F(x) = conv_1(lrelu(conv_0(lrelu(x)))), 3x3 convs with reflection padding
+        h = block.conv_0.conv(F.pad(F.leaky_relu(x, 0.2), (1, 1, 1, 1), mode="reflect"))
+        return block.conv_1.conv(F.pad(F.leaky_relu(h, 0.2), (1, 1, 1, 1), mode="reflect"))
+
+    torch.manual_seed(0)
+    same, wider = ActFirstResBlock(4, 4), ActFirstResBlock(4, 6)
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    assert torch.allclose(same(x), F.leaky_relu(x, 0.2) + residual(same, x), atol=1e-6)
+    assert torch.allclose(wider(x), wider.shortcut(x) + residual(wider, x), atol=1e-6)
+    (same(x).sum() + wider(x).sum()).backward()
+    assert torch.isfinite(x.grad).all()

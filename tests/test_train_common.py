@@ -156,6 +156,87 @@ def test_train_transform_crop_flip_deterministic(digits):
     assert ev.shape == (2, 3, 32, 32) and ev.min() >= -1 and ev.max() <= 1
 
 
+def _crop_offsets(ds, ref: np.ndarray, seeds=range(24)) -> list[tuple[int, int]]:
+    """Where each sample's crop lies in ``ref`` (the resized image), found by exhaustive search."""
+    size = ds.img_size
+    found = []
+    for seed in seeds:
+        crop = ds[(0, seed)][0].permute(1, 2, 0).numpy()
+        assert crop.shape == (size, size, 3)
+        tops, lefts = ref.shape[0] - size + 1, ref.shape[1] - size + 1
+        candidates = np.argwhere((ref[:tops, :lefts] == crop[0, 0]).all(-1))
+        hits = [(int(t), int(l)) for t, l in candidates if np.array_equal(ref[t:t + size, l:l + size], crop)]
+        assert len(hits) == 1, (seed, hits)
+        found.append(hits[0])
+    return found
+
+
+def test_resize_modes_square_and_shorter_side(tmp_path):
+    """FUNIT's ``Resize(140)`` + ``RandomCrop((128, 128))`` (NVlabs/FUNIT utils.py:46-48) keeps the aspect:
+    a 200x100 image becomes 280x140, then a 128x128 crop anywhere in it (offsets in both axes). The
+    default mode (TUNIT's ``Resize((s, s))``) squashes it to 140x140 first. Both resize bilinearly, as
+    torchvision's ``Resize`` does on PIL images."""
+    import torchvision.transforms as T
+
+    arr = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)  # W 200 x H 100
+    (tmp_path / "wide" / "c").mkdir(parents=True)
+    Image.fromarray(arr).save(tmp_path / "wide" / "c" / "wide.png")
+    index = data_mod.scan(tmp_path / "wide", load_size=140, allow_upscale=True)  # shorter side 100 < 140
+    pil = Image.fromarray(arr)
+    assert data_mod.shorter_side_size(200, 100, 140) == (280, 140)
+    assert data_mod.shorter_side_size(100, 200, 140) == (140, 280)
+    assert data_mod.shorter_side_size(150, 149, 140) == (int(140 * 150 / 149), 140)  # truncated, as torchvision
+    wide = np.asarray(T.Resize(140)(pil))  # the official transform's resize
+    assert wide.shape == (140, 280, 3)
+    assert np.array_equal(wide, np.asarray(pil.resize((280, 140), Image.BILINEAR)))
+    square = np.asarray(T.Resize((140, 140))(pil))
+
+    funit = data_mod.TrainImages(index, 128, 140, hflip=False, resize_mode="shorter_side")
+    tops, lefts = zip(*_crop_offsets(funit, wide))
+    assert max(lefts) > 140 - 128 and max(lefts) <= 280 - 128 and len(set(lefts)) > 1
+    assert max(tops) <= 140 - 128 and len(set(tops)) > 1
+    tunit = data_mod.TrainImages(index, 128, 140, hflip=False)  # default: square
+    assert tunit.resize_mode == "square"
+    s_tops, s_lefts = zip(*_crop_offsets(tunit, square))
+    assert max(s_tops) <= 12 and max(s_lefts) <= 12 and len(set(s_lefts)) > 1
+    # no crop, flip only: load_size == img_size in square mode gives the whole squashed image
+    full = data_mod.TrainImages(index, 140, 140, hflip=False)[(0, 5)][0].permute(1, 2, 0).numpy()
+    assert np.array_equal(full, square)
+    # shorter_side with load_size == img_size still crops along the longer side
+    assert data_mod.TrainImages(index, 140, 140, resize_mode="shorter_side")[(0, 5)][0].shape == (3, 140, 140)
+    # the evaluation transform is a square resize to img_size in both modes (FUNIT test_k_shot.py:50)
+    ev = data_mod.TrainImages(index, 128, 140, hflip=False, train=False, resize_mode="shorter_side")[0][0]
+    assert np.array_equal(ev.permute(1, 2, 0).numpy(), np.asarray(pil.resize((128, 128), Image.BILINEAR)))
+    with pytest.raises(UnitEvalError, match="resize_mode"):
+        data_mod.TrainImages(index, 128, 140, resize_mode="fit")
+
+
+def test_published_resize_modes_and_the_loop_passes_them_on(digits, tmp_path, monkeypatch):
+    assert get_recipe("funit").default_config(iters=1)["resize_mode"] == "shorter_side"
+    for name in ("tunit", "unit"):
+        assert get_recipe(name).default_config(iters=1).get("resize_mode", "square") == "square"
+    seen = []
+    real = data_mod.Streams
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("resize_mode"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data_mod, "Streams", spy)
+
+    class ShorterSide(TinyRecipe):
+        @classmethod
+        def default_config(cls, **kwargs):
+            return {**TinyRecipe.default_config(**kwargs), "resize_mode": "shorter_side"}
+
+    _run(digits, tmp_path / "a", 1, sample_every=0, ckpt_every=0)
+    train(ShorterSide, digits, tmp_path / "b", iters=1, device="cpu", progress=False, sample_every=0, ckpt_every=0)
+    assert seen == ["square", "shorter_side"]
+    with pytest.raises(UnitEvalError, match="resize_mode"):
+        train(ShorterSide, digits, tmp_path / "c", iters=1, device="cpu", progress=False,
+              overrides={"resize_mode": "fit"})
+
+
 # ----------------------------------------------------------------------------- helpers
 def test_rng_state_roundtrip_is_weights_only_safe(tmp_path):
     torch.manual_seed(1)

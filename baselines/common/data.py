@@ -5,11 +5,25 @@ images are found recursively. A flat folder of images is accepted as a single cl
 allows one class (TUNIT). Images are decoded by :func:`unit_eval.images.load_image` (grayscale,
 palette, RGBA, 16-bit -> RGB uint8).
 
-Training transform (per sample): resize to ``load_size x load_size`` (bilinear, aspect not kept, as
-TUNIT's ``Resize((s, s))``), random crop to ``img_size`` when ``load_size > img_size``, random
-horizontal flip. Images whose shorter side is below ``load_size`` are refused with a one-line
+Training transform (per sample): resize (PIL bilinear, torchvision ``Resize``'s default filter on PIL
+images), random ``img_size x img_size`` crop, random horizontal flip. The resize follows ``resize_mode``:
+
+* ``"square"`` (default; TUNIT, UNIT): to ``load_size x load_size``, aspect not kept, as TUNIT's
+  ``Resize((s, s))``; cropped only when ``load_size > img_size``.
+* ``"shorter_side"`` (FUNIT): the shorter side to ``load_size``, the longer one to
+  ``int(load_size * long / short)`` (aspect kept; torchvision ``Resize(int)``, NVlabs/FUNIT
+  ``utils.py:48`` with ``new_size: 140``), then a crop whose offsets are drawn in both axes of the
+  resized image (``RandomCrop((128, 128))``, utils.py:46). A 200x100 image becomes 280x140, then 128x128.
+  FUNIT flips before resizing (utils.py:51); flipping after the crop gives the same distribution.
+
+Images whose shorter side is below ``load_size`` are refused with a one-line
 error unless ``allow_upscale`` (then they are upscaled like any other resize): training a 128 px
 model on silently upscaled thumbnails is almost never what anyone wants.
+
+Evaluation transform (``eval_batches``, ``load_eval_images``; ``train=False``): a square resize to
+``img_size``, no crop or flip, in both modes: TUNIT's validation ``Resize((s, s))`` and FUNIT's
+``test_k_shot.py:50`` ``Resize((128, 128))`` (FUNIT's unused ``get_evaluation_loaders`` would resize
+the shorter side and centre-crop instead).
 
 Determinism: the order of stream ``name`` is the concatenation of per-epoch permutations drawn
 from ``(seed, name, epoch)``; global batch ``j`` covers positions ``[j*B, (j+1)*B)`` of that order
@@ -29,7 +43,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from unit_eval.errors import UnitEvalError
-from unit_eval.images import list_images, load_image
+from unit_eval.images import list_images, load_image, resize_filter_of
 
 from .seeding import derive_seed
 
@@ -113,16 +127,34 @@ def check_sizes(index: DatasetIndex, load_size: int, allow_upscale: bool) -> Non
             f"(e.g. {p} is {w}x{h}); resize the data, lower --img-size, or pass --allow-upscale")
 
 
+RESIZE_MODES = ("square", "shorter_side")
+
+
+def check_resize_mode(mode) -> str:
+    if mode not in RESIZE_MODES:
+        raise UnitEvalError(f"unknown resize_mode {mode!r}; choose from {', '.join(RESIZE_MODES)}")
+    return mode
+
+
+def shorter_side_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) with the shorter side ``size`` and the aspect kept, as torchvision ``Resize(size)``:
+    the longer side is ``int(size * long / short)`` (truncated)."""
+    if width <= height:
+        return size, int(size * height / width)
+    return int(size * width / height), size
+
+
 class TrainImages(torch.utils.data.Dataset):
     """Items are ``(dataset_index, sample_seed)`` pairs -> ``(uint8 3xSxS, label, index)``."""
 
     def __init__(self, index: DatasetIndex, img_size: int, load_size: int | None = None, hflip: bool = True,
-                 train: bool = True):
+                 train: bool = True, resize_mode: str = "square"):
         self.index = index
         self.img_size = int(img_size)
         self.load_size = int(load_size or img_size)
         self.hflip = bool(hflip)
         self.train = bool(train)
+        self.resize_mode = check_resize_mode(resize_mode)
         if self.load_size < self.img_size:
             raise UnitEvalError(f"load_size {self.load_size} is smaller than img_size {self.img_size}")
 
@@ -139,11 +171,19 @@ class TrainImages(torch.utils.data.Dataset):
         if not self.train:
             arr = load_image(path, size=self.img_size, resize_filter="bilinear")
         else:
-            arr = load_image(path, size=self.load_size, resize_filter="bilinear")
+            if self.resize_mode == "square":
+                arr = load_image(path, size=self.load_size, resize_filter="bilinear")
+            else:
+                arr = load_image(path)
+                h, w = arr.shape[:2]
+                size = shorter_side_size(w, h, self.load_size)
+                if size != (w, h):
+                    arr = np.array(Image.fromarray(arr).resize(size, resample=resize_filter_of("bilinear")))
             rng = np.random.default_rng(sample_seed)
-            if self.load_size > self.img_size:
-                top = int(rng.integers(0, self.load_size - self.img_size + 1))
-                left = int(rng.integers(0, self.load_size - self.img_size + 1))
+            h, w = arr.shape[:2]
+            if (h, w) != (self.img_size, self.img_size):
+                top = int(rng.integers(0, h - self.img_size + 1))
+                left = int(rng.integers(0, w - self.img_size + 1))
                 arr = arr[top:top + self.img_size, left:left + self.img_size]
             if self.hflip and rng.random() < 0.5:
                 arr = arr[:, ::-1]
@@ -209,9 +249,9 @@ class Streams:
 
     def __init__(self, index: DatasetIndex, streams: dict[str, int | None], *, img_size: int, load_size: int,
                  hflip: bool, global_batch: int, seed: int, rank: int, world_size: int, start: int,
-                 device: torch.device, workers: int = 0):
+                 device: torch.device, workers: int = 0, resize_mode: str = "square"):
         self.device = device
-        dataset = TrainImages(index, img_size, load_size, hflip, train=True)
+        dataset = TrainImages(index, img_size, load_size, hflip, train=True, resize_mode=resize_mode)
         self.loaders = {}
         self._iters = {}
         for name, cls in streams.items():

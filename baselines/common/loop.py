@@ -259,6 +259,7 @@ def train(
         check_plain(config)
         img = int(config["img_size"])
         load_size = int(config.get("load_size") or img)
+        resize_mode = data_mod.check_resize_mode(config.get("resize_mode") or "square")
         gbatch = int(config["batch_size"])
         if gbatch % info.world_size:
             raise UnitEvalError(f"batch size {gbatch} is not divisible by the {info.world_size} processes")
@@ -291,7 +292,7 @@ def train(
         streams = data_mod.Streams(index, recipe_cls.streams, img_size=img, load_size=load_size,
                                    hflip=bool(config.get("hflip", True)), global_batch=gbatch, seed=seed,
                                    rank=info.rank, world_size=info.world_size, start=start, device=dev,
-                                   workers=workers)
+                                   workers=workers, resize_mode=resize_mode)
 
         if sample_every is None:
             sample_every = min(5000, max(1, total // 10))

@@ -31,11 +31,17 @@ stored in ``run.pt`` and ``resume.pt``, which load with ``weights_only=True``). 
 mean "use the model's published default". The loop reads these keys from it:
 
 - ``img_size`` (int): square training / inference resolution.
-- ``load_size`` (int, default ``img_size``): every image is resized to ``load_size x load_size``
-  (bilinear, aspect not kept, as TUNIT's ``Resize((s, s))``) and then randomly cropped to
-  ``img_size`` (no crop when equal). FUNIT-style 140 -> 128 is ``load_size=140, img_size=128``.
+- ``load_size`` (int, default ``img_size``): the resize before the random ``img_size`` crop,
+  bilinear (torchvision ``Resize``'s default on PIL images); how it applies is ``resize_mode``.
   Images whose shorter side is below ``load_size`` are refused (``UnitEvalError``) unless the loop
   is called with ``allow_upscale=True`` (CLI ``--allow-upscale``).
+- ``resize_mode`` (str, default ``"square"``): ``"square"`` resizes every image to
+  ``load_size x load_size`` (aspect not kept, as TUNIT's ``Resize((s, s))``) and crops only when
+  ``load_size > img_size``; ``"shorter_side"`` resizes the shorter side to ``load_size`` with the aspect
+  kept (torchvision ``Resize(s)``: the longer side becomes ``int(s * long / short)``) and crops at offsets
+  drawn in both axes of the resized image: NVlabs/FUNIT's ``Resize(140)`` + ``RandomCrop((128, 128))``
+  (``utils.py:46-48``, ``configs/funit_animals.yaml:38-40``) is ``load_size=140, img_size=128,
+  resize_mode="shorter_side"``. See ``baselines/common/data.py``.
 - ``hflip`` (bool, default True): random horizontal flip.
 - ``batch_size`` (int): the *global* batch; under DDP each of W processes draws ``batch_size / W``
   (must divide).
@@ -94,8 +100,8 @@ it to pick its labelled subset in semi-supervised mode. Default: no-op.
 Finalize
 --------
 Before writing ``run.pt`` the loop calls ``finalize(batches)`` on rank 0 only, where ``batches()``
-returns a fresh iterator over the *whole* training set in the evaluation transform (resize to
-``img_size``, no flip/crop), as the same ``{"image", "label", "index"}`` dicts, on ``self.device``.
+returns a fresh iterator over the *whole* training set in the evaluation transform (square resize to
+``img_size`` whatever ``resize_mode``, no flip/crop), as the same ``{"image", "label", "index"}`` dicts, on ``self.device``.
 TUNIT uses it to store each cluster's average style (``translate_to_domain``). Default: no-op.
 
 Loop entry point

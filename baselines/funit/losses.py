@@ -8,7 +8,10 @@ Per iteration, with a content batch (x_a, l_a) and an independently drawn class 
 * generator: ``gan_w`` x 0.5 (adv(x_t, l_b) + adv(x_r, l_a)) with adv = -mean(D(.)[label]),
   + ``r_w`` (0.1) x L1(x_r, x_a) with x_r = G(x_a, x_a) (reconstruction from its own class code),
   + ``fm_w`` (1) x [L1(mean_hw feat(x_r), mean_hw feat(x_a)) + L1(mean_hw feat(x_t), mean_hw feat(x_b))]
-  (feature matching on the discriminator's last feature map, spatially averaged).
+  (feature matching on the discriminator's last feature map, spatially averaged; ``feat`` is the
+  map after the classifier's LeakyReLU, as the official in-place activation leaves it: see
+  ``networks.ProjectionResDiscriminator``). The official G step (funit_model.py:40-43) computes feat(x_a)
+  and feat(x_b) with gradients, which only reach D's parameters (not stepped there): ``no_grad`` here.
 
 Losses are returned in float32 whatever the autocast dtype.
 """

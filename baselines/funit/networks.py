@@ -1,22 +1,38 @@
-"""FUNIT networks (Liu et al., ICCV 2019), written from the paper and the facts of NVlabs/FUNIT.
+"""FUNIT networks (Liu et al., ICCV 2019): the functions computed by NVlabs/FUNIT ``networks.py`` / ``blocks.py``.
 
-Generator ``FewShotGenerator``:
-  * class encoder: 7x7 conv, two stride-2 4x4 convs doubling the width, ``n_downs_class - 2`` more
-    stride-2 4x4 convs at the same width, global average pooling, 1x1 conv to a ``latent_dim`` code;
-    ReLU, no normalisation, reflection padding.
-  * content encoder: 7x7 conv, ``n_downs_content`` stride-2 4x4 convs doubling the width
-    (64 -> 512 for the defaults), ``n_res_blks`` residual blocks; InstanceNorm (no affine) + ReLU.
-  * decoder: ``n_res_blks`` AdaIN residual blocks, ``n_downs_content`` x [nearest 2x upsample,
-    5x5 conv, InstanceNorm, ReLU], 7x7 conv + tanh.
-  * MLP (``n_mlp_blks`` linear layers, width ``nf_mlp``) maps the class code to every AdaIN layer's
-    (bias, scale); the AdaIN scale is used as is (not 1 + scale), as in the official code.
-Discriminator ``ProjectionResDiscriminator``: 7x7 conv, ``n_res_blks`` pre-activation residual blocks
-(LeakyReLU 0.2, 3x3 convs, learned 1x1 shortcut when the width changes, widths doubling up to 1024,
-reflect-pad + 3x3/2 average pooling after every second block but the last pair), then LeakyReLU +
-1x1 conv to ``num_classes`` maps; the output is the map of each sample's class.
+Checked against the official code (commit 198f430b, 2021-04-21) and pinned by
+``tests/test_funit.py::test_networks_match_official_funit``; official file:line in parentheses.
 
-Everything is plain ``nn.Module`` code with no in-place tricks that break under ``torch.autocast``
-(bf16): AdaIN normalises in float32 and casts back.
+Generator ``FewShotGenerator`` (official ``FewShotGen``, networks.py:111-172):
+  * class encoder (``ClassModelEncoder``, networks.py:175-200): 7x7 conv, two stride-2 4x4 convs
+    doubling the width, ``n_downs_class - 2`` more stride-2 4x4 convs at the same width, global average
+    pooling, 1x1 conv to a ``latent_dim`` code; ReLU, no normalisation, reflection padding.
+  * content encoder (networks.py:203-225): 7x7 conv, ``n_downs_content`` stride-2 4x4 convs doubling
+    the width (64 -> 512 for the defaults), ``n_res_blks`` residual blocks (blocks.py:26-44:
+    x + [conv IN ReLU, conv IN]); InstanceNorm without affine, ReLU, reflection padding everywhere.
+  * decoder (networks.py:228-249): ``n_res_blks`` AdaIN residual blocks, ``n_downs_content`` x
+    [nearest 2x upsample, 5x5 conv, InstanceNorm, ReLU], 7x7 conv + tanh.
+  * AdaIN (blocks.py:171-192): per-sample, per-channel normalisation with the biased variance and
+    eps 1e-5 (``F.batch_norm`` in training mode on a 1 x BC view), then ``* scale + bias``; the scale is
+    used as is (not 1 + scale).
+  * MLP (networks.py:252-265): ``n_mlp_blks`` linear layers of width ``nf_mlp`` (ReLU between, none
+    after the last) maps the class code to every AdaIN layer's parameters, laid out per layer as
+    [bias (C), scale (C)] in module order (``assign_adain_params``, networks.py:15-24).
+  The generator's in-place ReLUs (blocks.py:92, 143) act on fresh conv/norm outputs and change no value.
+Discriminator ``ProjectionResDiscriminator`` (official ``GPPatchMcResDis``, networks.py:36-69): 7x7 conv,
+``n_res_blks`` pre-activation residual blocks (3x3 reflect-padded convs, widths doubling up to 1024,
+reflect-pad + 3x3/2 average pooling after every second block but the last pair), then LeakyReLU + 1x1
+conv to ``num_classes`` maps; the output is the map of each sample's class. The official activations
+are in-place ``LeakyReLU(0.2, inplace=True)`` applied first (blocks.py:145, 156-158), and that changes
+the function, which we compute explicitly (no in-place op, so autograd, double backward for the gradient
+penalty and ``torch.autocast`` work):
+  * ``ActFirstResBlock`` (blocks.py:65-70): ``conv_0`` overwrites its input ``x`` with lrelu(x) before
+    ``out = x_s + dx`` reads it, so an identity shortcut carries lrelu(x): out = lrelu(x) + F(x). A learned
+    1x1 shortcut (widths differ) is computed before, from x itself: out = W x + F(x).
+  * ``cnn_c``'s activation (networks.py:56-59, 65-66) overwrites ``feat`` in place, so the returned
+    feature-matching features are lrelu(feat), and the class maps are conv1x1(lrelu(feat)).
+
+Everything is plain ``nn.Module`` code; AdaIN normalises in float32 and casts back (bf16 autocast).
 """
 from __future__ import annotations
 
@@ -204,18 +220,25 @@ class FewShotGenerator(nn.Module):
 
 
 class ActFirstResBlock(nn.Module):
-    """Pre-activation residual block: (LReLU, 3x3 conv) x 2; learned bias-free 1x1 shortcut if widths differ."""
+    """Pre-activation residual block as the official one computes it (blocks.py:47-70).
+
+    F(x) = conv_1(lrelu(conv_0(lrelu(x)))) (3x3, reflect padding); out = lrelu(x) + F(x) with the identity
+    shortcut (the official in-place LeakyReLU of ``conv_0`` overwrites x before the shortcut reads it), or
+    W x + F(x) with the bias-free 1x1 shortcut used when the widths differ (computed before the overwrite).
+    """
 
     def __init__(self, fin, fout):
         super().__init__()
         fhid = min(fin, fout)
-        self.conv_0 = ConvBlock(fin, fhid, 3, 1, 1, act="lrelu", act_first=True)
+        self.act = nn.LeakyReLU(0.2)
+        self.conv_0 = ConvBlock(fin, fhid, 3, 1, 1, act="none")  # its activation is ``self.act``, shared
         self.conv_1 = ConvBlock(fhid, fout, 3, 1, 1, act="lrelu", act_first=True)
         self.shortcut = nn.Conv2d(fin, fout, 1, bias=False) if fin != fout else None
 
     def forward(self, x):
-        s = self.shortcut(x) if self.shortcut is not None else x
-        return s + self.conv_1(self.conv_0(x))
+        h = self.act(x)
+        s = self.shortcut(x) if self.shortcut is not None else h
+        return s + self.conv_1(self.conv_0(h))
 
 
 class ProjectionResDiscriminator(nn.Module):
@@ -235,13 +258,18 @@ class ProjectionResDiscriminator(nn.Module):
         nf_out = min(nf * 2, max_nf)
         layers += [ActFirstResBlock(nf, nf), ActFirstResBlock(nf, nf_out)]
         self.features = nn.Sequential(*layers)
-        self.classifier = ConvBlock(nf_out, num_classes, 1, 1, 0, act="lrelu", act_first=True)
+        self.act = nn.LeakyReLU(0.2)  # the official cnn_c's activation-first LeakyReLU (networks.py:56-59)
+        self.classifier = ConvBlock(nf_out, num_classes, 1, 1, 0, act="none")
         self.num_classes = num_classes
         self.num_downsamplings = n_layers - 1
 
     def forward(self, x, labels):
-        """Return (B x H' x W' map of each sample's class, B x C x H' x W' features)."""
-        feat = self.features(x)
+        """Return (B x H' x W' map of each sample's class, B x C x H' x W' features).
+
+        The features are lrelu(last block's output), as the official ``forward`` returns them (its
+        ``cnn_c`` activates ``feat`` in place, networks.py:65-69): FUNIT's feature matching uses these.
+        """
+        feat = self.act(self.features(x))
         out = self.classifier(feat)
         idx = torch.arange(out.shape[0], device=out.device)
         return out[idx, labels], feat

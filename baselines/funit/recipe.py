@@ -1,7 +1,9 @@
 """FUNIT training recipe (NVlabs/FUNIT ``configs/funit_animals.yaml`` defaults) for ``unit-eval train funit``.
 
 Per iteration (official ``train.py``: D update, then G update, then EMA):
-  * streams ``content`` (x_a, l_a) and ``style`` (x_b, l_b), independent draws over all classes;
+  * streams ``content`` (x_a, l_a) and ``style`` (x_b, l_b), independent draws over all classes, each
+    image resized with its shorter side to 140 (aspect kept), randomly cropped to 128 and flipped
+    (``resize_mode="shorter_side"``, official ``utils.py:40-52``);
   * D: hinge on reals x_b / translations G(x_a, x_b) at label l_b, + 10 x real gradient penalty;
   * G: 0.5 (adv(translation) + adv(reconstruction)) + 0.1 L1 reconstruction + 1 x feature matching;
   * RMSprop lr 1e-4, weight decay 1e-4 for both; EMA of the generator with beta 0.999 (evaluated).
@@ -20,6 +22,7 @@ import torch
 
 from unit_eval.errors import UnitEvalError
 
+from ..common.data import RESIZE_MODES
 from ..common.distributed import all_gather_cat, average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, published_config
@@ -29,8 +32,10 @@ from .networks import FewShotGenerator, ProjectionResDiscriminator, init_weights
 GEN_KEYS = ("nf", "nf_mlp", "latent_dim", "n_mlp_blks", "n_res_blks", "n_downs_content", "n_downs_class")
 
 PUBLISHED = {
-    # data (animal faces: resize 140, random crop 128, random flip)
-    "img_size": 128, "load_size": 140, "hflip": True, "batch_size": 64, "iters": 100_000,
+    # data (funit_animals.yaml:38-40 new_size 140, crop 128; utils.py:40-52 RandomHorizontalFlip,
+    # Resize(140) = shorter side to 140 with the aspect kept, bilinear, RandomCrop((128, 128)))
+    "img_size": 128, "load_size": 140, "resize_mode": "shorter_side", "hflip": True, "batch_size": 64,
+    "iters": 100_000,
     # generator (FewShotGen)
     "nf": 64, "nf_mlp": 256, "latent_dim": 64, "n_mlp_blks": 3, "n_res_blks": 2,
     "n_downs_content": 3, "n_downs_class": 4,
@@ -205,6 +210,8 @@ def validate_config(cfg: dict) -> None:
     need(s % 2 ** int(cfg["n_downs_content"]) == 0,
          f"img_size {s} must be divisible by 2^n_downs_content = {2 ** int(cfg['n_downs_content'])}")
     need(int(cfg["load_size"]) >= s, f"load_size {cfg['load_size']} is smaller than img_size {s}")
+    need(cfg.get("resize_mode", "square") in RESIZE_MODES,
+         f"resize_mode must be one of {', '.join(RESIZE_MODES)}, got {cfg.get('resize_mode')!r}")
     need(int(cfg["dis_n_res_blks"]) >= 2 and int(cfg["dis_n_res_blks"]) % 2 == 0,
          f"dis_n_res_blks must be an even number >= 2, got {cfg['dis_n_res_blks']}")
     need(int(cfg["n_downs_class"]) >= 2, f"n_downs_class must be >= 2, got {cfg['n_downs_class']}")
