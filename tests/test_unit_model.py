@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unit_eval.baselines.common.data import load_eval_images, scan
 from unit_eval.baselines.common.loop import train
@@ -95,16 +96,112 @@ def test_default_config_follows_the_paper():
         UNITRecipe.default_config(iters=1, k=2)
 
 
-def test_losses_follow_the_equations():
+# The paper's weights, written from the paper (Sec. 4: "lambda0 = 10, lambda3 = lambda1 = 0.1 and
+# lambda4 = lambda2 = 100"), not read from the recipe.
+PAPER_LAMBDAS = dict(l0=10.0, l1=0.1, l2=100.0, l3=0.1, l4=100.0)
+
+
+def _fixed_noise(monkeypatch, shape):
+    """torch.randn_like -> one fixed, non-zero seeded draw (the same tensor every call), so that the test can
+    rebuild every z = mu + eta itself whatever the order of the draws, and a KL taken on z instead of mu shows."""
+    eta = torch.randn(shape, generator=torch.Generator().manual_seed(123))
+
+    def fake_randn_like(t, *args, **kwargs):
+        assert t.shape == eta.shape, (t.shape, eta.shape)
+        return eta.to(t.dtype).clone()
+
+    monkeypatch.setattr(torch, "randn_like", fake_randn_like)
+    return eta
+
+
+def _paper_parts(g, d, x0, x1, eta):
+    """The five terms of Eqs. 3-8, computed here from the networks' outputs, independently of losses.py:
+    KL(N(mu, I) || N(0, I)) per element (mean of mu^2), the Laplacian NLL as a mean |.|, the generator's
+    GAN term as the non-saturating -log sigmoid(logit) = softplus(-logit), mean over each logit map."""
+    with torch.no_grad():
+        mu0, mu1 = g.encode(x0, 0), g.encode(x1, 1)
+        z0, z1 = mu0 + eta, mu1 + eta
+        x00, x11 = g.decode(z0, 0), g.decode(z1, 1)  # VAE streams (Eqs. 3-4)
+        x01, x10 = g.decode(z0, 1), g.decode(z1, 0)  # translation streams (Eqs. 5-6)
+        mu01, mu10 = g.encode(x01, 1), g.encode(x10, 0)  # re-encoded translations (Eqs. 7-8)
+        x010, x101 = g.decode(mu01 + eta, 0), g.decode(mu10 + eta, 1)
+        sq = lambda m: (m * m).sum() / m.numel()  # noqa: E731
+        ab = lambda a, b: (a - b).abs().sum() / a.numel()  # noqa: E731
+        return {
+            "kl_direct": sq(mu0) + sq(mu1),  # KL(q_1(z_1|x_1)) + KL(q_2(z_2|x_2))
+            "kl_cycle": sq(mu01) + sq(mu10),  # KL(q_2(z_2|x_1->2)) + KL(q_1(z_1|x_2->1))
+            "rec": ab(x00, x0) + ab(x11, x1),
+            "cyc": ab(x010, x0) + ab(x101, x1),
+            "adv": sum(F.softplus(-o).mean() for o in d[0](x10)) + sum(F.softplus(-o).mean() for o in d[1](x01)),
+        }
+
+
+def _papers_total(p, l0, l1, l2, l3, l4):
+    """Eq. 2's E/G objective = L_VAE1 + L_VAE2 (Eqs. 3-4) + L_GAN1 + L_GAN2 (Eqs. 5-6) + L_CC1 + L_CC2 (Eqs. 7-8),
+    term by term: KL(q_d(z_d|x_d)) appears with lambda1 in Eq. 3/4 AND with lambda3 in Eq. 7/8."""
+    vae = l1 * p["kl_direct"] + l2 * p["rec"]
+    gan = l0 * p["adv"]
+    cc = l3 * p["kl_direct"] + l3 * p["kl_cycle"] + l4 * p["cyc"]
+    return vae + gan + cc
+
+
+@pytest.mark.parametrize("lambdas", [PAPER_LAMBDAS, dict(l0=2.0, l1=0.3, l2=7.0, l3=0.05, l4=11.0)],
+                         ids=["paper", "distinct"])
+def test_generator_total_is_the_papers_weighted_sum(monkeypatch, lambdas):
+    """The generator's total loss, as a function of the weights, is Eq. 2's sum of Eqs. 3-8:
+    lambda0 adv + (lambda1 + lambda3) kl_direct + lambda2 rec + lambda3 kl_cycle + lambda4 cyc.
+    The distinct weights pin each lambda to its own term; the direct-KL term is big enough that any
+    other direct-KL weight (e.g. lambda1 alone, as the released code) fails by far more than the tolerance."""
     torch.manual_seed(0)
     g = UNITGenerator(ch=8, n_down=2, n_res=2)
     d = torch.nn.ModuleList(Discriminator(8, 3) for _ in range(2))
     x0, x1 = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
-    w = dict(gan_w=10.0, kl_w=0.1, rec_w=100.0, kl_cyc_w=0.1, cyc_w=100.0)
-    total, p, _ = losses.generator_loss(g, d, x0, x1, **w)
-    expect = (10 * p["g_adv"] + 0.2 * p["g_kl"] + 100 * p["g_rec"] + 0.1 * p["g_kl_cyc"] + 100 * p["g_cyc"])
-    assert torch.allclose(total.detach(), expect, rtol=1e-5)
-    assert torch.allclose(p["g_kl"], g.encode(x0, 0).pow(2).mean() + g.encode(x1, 1).pow(2).mean(), rtol=1e-5)
+    eta = _fixed_noise(monkeypatch, (2, g.latent_dim, 8, 8))
+    ref = _paper_parts(g, d, x0, x1, eta)
+    lam = lambdas
+    total, parts, _ = losses.generator_loss(g, d, x0, x1, gan_w=lam["l0"], kl_w=lam["l1"], rec_w=lam["l2"],
+                                            kl_cyc_w=lam["l3"], cyc_w=lam["l4"], gan_mode="bce")
+    for mine, theirs in (("kl_direct", "g_kl"), ("kl_cycle", "g_kl_cyc"), ("rec", "g_rec"), ("cyc", "g_cyc"),
+                         ("adv", "g_adv")):
+        assert torch.allclose(parts[theirs], ref[mine], rtol=1e-5, atol=1e-6), (mine, parts[theirs], ref[mine])
+    expect = _papers_total(ref, **lam)
+    assert torch.allclose(total.detach(), expect, rtol=1e-6, atol=1e-6), (total.item(), expect.item())
+    # the test can fail: weighting the direct KL by lambda1 only moves the total far outside the tolerance
+    released = expect - lam["l3"] * ref["kl_direct"]
+    assert (expect - released).abs() > 1e3 * (1e-6 * expect.abs() + 1e-6)
+
+
+def test_published_weights_are_the_papers(monkeypatch):
+    """The recipe's defaults, passed the way the recipe passes them, give the paper's total
+    10 adv + 0.2 kl_direct + 100 rec + 0.1 kl_cycle + 100 cyc."""
+    cfg = UNITRecipe.default_config(iters=1, **TOY)
+    torch.manual_seed(1)
+    g = UNITGenerator(ch=8, n_down=2, n_res=2)
+    d = torch.nn.ModuleList(Discriminator(8, 3) for _ in range(2))
+    x0, x1 = torch.rand(1, 3, 32, 32) * 2 - 1, torch.rand(1, 3, 32, 32) * 2 - 1
+    eta = _fixed_noise(monkeypatch, (1, g.latent_dim, 8, 8))
+    ref = _paper_parts(g, d, x0, x1, eta)
+    total, _, _ = losses.generator_loss(g, d, x0, x1, gan_w=cfg["gan_w"], kl_w=cfg["kl_w"], rec_w=cfg["rec_w"],
+                                        kl_cyc_w=cfg["kl_cyc_w"], cyc_w=cfg["cyc_w"], gan_mode=cfg["gan_mode"])
+    expect = (10 * ref["adv"] + 0.2 * ref["kl_direct"] + 100 * ref["rec"] + 0.1 * ref["kl_cycle"]
+              + 100 * ref["cyc"])
+    assert torch.allclose(total.detach(), expect, rtol=1e-6, atol=1e-6)
+
+
+def test_discriminator_loss_is_lambda0_times_the_gan_terms(monkeypatch):
+    """D minimises -(Eq. 5 + Eq. 6) = lambda0 sum_d [BCE(D_d(x_d), 1) + BCE(D_d(x_e->d), 0)]."""
+    torch.manual_seed(2)
+    g = UNITGenerator(ch=8, n_down=2, n_res=2)
+    d = torch.nn.ModuleList(Discriminator(8, 3) for _ in range(2))
+    x0, x1 = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    eta = _fixed_noise(monkeypatch, (2, g.latent_dim, 8, 8))
+    with torch.no_grad():
+        x10 = g.decode(g.encode(x1, 1) + eta, 0)
+        x01 = g.decode(g.encode(x0, 0) + eta, 1)
+        real = sum(F.softplus(-o).mean() for o in d[0](x0)) + sum(F.softplus(-o).mean() for o in d[1](x1))
+        fake = sum(F.softplus(o).mean() for o in d[0](x10)) + sum(F.softplus(o).mean() for o in d[1](x01))
+    total, _ = losses.discriminator_loss(g, d, x0, x1, gan_w=3.0, gan_mode="bce")
+    assert torch.allclose(total.detach(), 3.0 * (real + fake), rtol=1e-6, atol=1e-6)
 
 
 def test_toy_training_through_the_loop(toy_run):

@@ -1,25 +1,37 @@
-"""UNIT networks (Liu, Breuel & Kautz, NIPS 2017), written from the paper's Table 3 and UNIT v0.1 facts.
+"""UNIT networks (Liu, Breuel & Kautz, NIPS 2017), written from the paper's Table 3 (Appendix A).
 
 Two VAE-GAN branches, one per domain (domain 0 = first class folder by name, domain 1 = second):
 
-* encoder E_d: ``n_down`` stride-2 convs with LeakyReLU (7x7 -> ch, then 3x3 doubling: 64, 128, 256
-  for the defaults; Table 3 layers 1-3), then ``n_res - n_shared`` private residual blocks and
-  ``n_shared`` residual blocks *shared* by E_0 and E_1 (Table 3 layers 4-6 and mu; only the last is
-  shared). The output is the mean mu of q(z|x) = N(mu, I); training samples z = mu + eta.
-* generator G_d: ``n_shared`` *shared* residual blocks (Table 3 layer 1), ``n_res - n_shared`` private
-  ones, ``n_down`` stride-2 3x3 transposed convs with LeakyReLU (widths 256, 128, 64 for the
-  defaults: the first keeps the width, then halving, as in Table 3 layers 5-7), and a 1x1 transposed
-  conv to 3 channels + tanh (layer 8).
-* discriminator D_d: ``dis_layers`` stride-2 3x3 convs with LeakyReLU (64 ... 1024 for 5 layers), a
-  2x2 conv to one logit map (Table 3; the sigmoid lives in the loss). ``dis_scales`` > 1 adds copies
-  on 2x average-pooled inputs (the later official code's multi-scale discriminator); default 1, the
-  paper's plain discriminator.
+* encoder E_d: ``n_down`` stride-2 convs with LeakyReLU and no normalisation. The first is 7x7 -> ch,
+  the rest 3x3 doubling the width: 64, 128, 256 for the defaults (Table 3 layers 1-3, "CONV-(N64,K7,S2)",
+  "(N128,K3,S2)", "(N256,K3,S2)"). Then ``n_res - n_shared`` private residual blocks and ``n_shared``
+  residual blocks *shared* by E_0 and E_1 (Table 3 layers 4-6 and mu; only the last is shared). The
+  output is the mean mu of q(z|x) = N(mu, I); training samples z = mu + eta.
+* generator G_d: ``n_shared`` *shared* residual blocks (Table 3 layer 1), then ``n_res - n_shared``
+  private ones. Then ``n_down`` stride-2 3x3 transposed convs with LeakyReLU, widths 256, 128, 64 for the
+  defaults (the first keeps the width, then halving, Table 3 layers 5-7 "DCONV-(N256,K3,S2)" ...
+  "(N64,K3,S2)"). Last, a 1x1 transposed conv to 3 channels + tanh (layer 8, "DCONV-(N3,K1,S1), TanH").
+* discriminator D_d: ``dis_layers`` stride-2 3x3 convs with LeakyReLU (64 ... 1024 for 5 layers), then a
+  2x2 conv to one logit map (Table 3 layers 1-6, "CONV-(N1,K2,S1), Sigmoid"; the sigmoid lives in the
+  loss). ``dis_scales`` > 1 adds copies on 2x average-pooled inputs: the later official code's
+  multi-scale discriminator. The default is 1, the paper's plain discriminator.
 
-Where Table 3 is not self-consistent we follow the official v0.1 code: the residual blocks have the
-width of the last front-end conv (Table 3 prints N512 after a 256-wide conv) and are "basic" blocks
-of two 3x3 convs with InstanceNorm and ReLU (Table 3 prints K1), reflection padding; LeakyReLU slope
-0.01 (PyTorch's default, as the official LeakyReLU layers). Weights are initialised N(0, 0.02)
-(official ``gaussian_weights_init``).
+Sharing: Sec. 4 uses "VAEs with 1 sharing layer" (``n_shared=1``, "sharing 1 layer for E_1 and E_2 and,
+at the same time, sharing 1 layer for G_1 and G_2").
+
+Where Table 3 is not self-consistent, or silent, these choices are made:
+- The residual blocks have the width of the last front-end conv, 256. Table 3 prints N512 after a
+  256-wide conv, with no projection.
+- They are "basic residual blocks [7]" (Sec. 4) of two 3x3 convs (Table 3 prints K1). Each block is
+  conv-IN-ReLU-conv-IN + identity, as the released version_02 ``INSResBlock`` (common_net.py L83-104).
+- Reflection padding in the blocks. This follows master's ``pad_type: reflect``; version_02 zero-pads,
+  ``padding=1``. The padding holds no parameters, so parameter counts are the same either way.
+- LeakyReLU slope 0.01: PyTorch's default, as version_02's ``nn.LeakyReLU(inplace=True)``
+  (common_net.py L114).
+- Weights initialised N(0, 0.02), biases left alone: version_02 ``gaussian_weights_init``
+  (trainers/init.py).
+How version_02 and master differ from Table 3 (7x7 stride-1 first conv, 2 samplings, IN + ReLU, 1x1 last
+D conv, no sharing in master, ...) is written in ``recipe.py``.
 """
 from __future__ import annotations
 
@@ -90,7 +102,8 @@ class UNITGenerator(nn.Module):
         return self.dec_private[domain](self.dec_shared(z))
 
     def translate(self, x: torch.Tensor, source_domain: int, target_domain: int) -> torch.Tensor:
-        """Deterministic translation G_target(mu_source(x)) (the noise is a training-time device)."""
+        """Deterministic translation G_target(mu_source(x)): the noise is a training-time device (version_02's
+        translate scripts run in eval mode, where its ``GaussianNoiseLayer`` is the identity)."""
         return self.decode(self.encode(x, source_domain), target_domain)
 
     def forward(self, x, source_domain: int, target_domain: int):
@@ -130,7 +143,7 @@ class Discriminator(nn.Module):
 
 
 def init_weights(module: nn.Module, kind: str = "gaussian", std: float = 0.02) -> None:
-    """``gaussian``: UNIT v0.1 ``gaussian_weights_init``, N(0, 0.02) for every (transposed) conv weight,
+    """``gaussian``: UNIT version_02 ``gaussian_weights_init``, N(0, 0.02) for every (transposed) conv weight,
     biases untouched. ``kaiming``: He normal (fan-in, ReLU gain) weights and zero biases."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):

@@ -1,15 +1,90 @@
 """UNIT training recipe (paper Sec. 3-4, Appendix A) for ``unit-eval train unit``.
 
-Data: ``--data`` holds exactly two subfolders, the two domains; sorted by name, the first is domain 0.
-Per iteration (paper: "alternating gradient update", D first): streams ``a`` (domain 0) and ``b``
-(domain 1) give x_0 and x_1; one Adam step on D_0, D_1, then one on E_0, E_1, G_0, G_1 (see
-``losses.py``). Adam lr 1e-4, betas (0.5, 0.999) (paper), weight decay 1e-4 (official v0.1 code);
-the paper's mini-batch is one image per domain (``batch_size=1``), 100K iterations (map experiment).
+Data: ``--data`` holds exactly two subfolders, the two domains. Sorted by name, the first is domain 0.
+Each iteration is one step of the paper's "alternating gradient update" (Sec. 3), D first. Streams
+``a`` (domain 0) and ``b`` (domain 1) give x_0 and x_1. One Adam step updates D_0 and D_1, then one
+updates E_0, E_1, G_0 and G_1 (see ``losses.py``).
 
-UNIT keeps no EMA generator (the paper evaluates the final model); ``ema_beta`` (default None) adds
-one, which is then the evaluated copy. Defaults: img_size 256 (the later official configs' crop;
-the paper does not state a resolution), no resize-crop, random flips; plain 5-layer discriminators
-(``dis_scales=1``) with the BCE GAN loss (``gan_mode="bce"``), as the paper.
+Paper settings (Sec. 4 and Table 3 unless stated):
+- Adam with "learning rate ... 0.0001 and momentums ... 0.5 and 0.999".
+- "Each mini-batch consisted of one image from the first domain and one image from the second domain"
+  (``batch_size=1``).
+- 100K iterations (the map experiment).
+- lambda0 = 10 (``gan_w``), lambda1 = 0.1 (``kl_w``), lambda2 = 100 (``rec_w``), lambda3 = 0.1
+  (``kl_cyc_w``), lambda4 = 100 (``cyc_w``).
+- The direct KL term carries lambda1 + lambda3, because Eqs. 3 and 7 both contain it; the reasoning is
+  in ``losses.py``.
+- Table 3 networks with 1 shared layer and a 5-layer discriminator ("VAEs with 1 sharing layer and
+  discriminators of 5 layers").
+- The standard (BCE) GAN loss of Eqs. 5-6 (``gan_mode="bce"``, ``dis_scales=1``).
+- The paper evaluates the final model, so UNIT keeps no EMA generator by default. ``ema_beta`` (default
+  None) adds one, and that copy is then the one evaluated.
+
+The paper leaves some settings open; these come from elsewhere:
+- Weight decay 1e-4 on both Adams: the released code (version_02 cocogan_trainer.py L22-23; master
+  configs ``weight_decay: 0.0001``).
+- N(0, 0.02) initialisation of every (transposed) conv weight: version_02 ``gaussian_weights_init``.
+- img_size 256, the later official configs' crop. The paper states no training resolution for the map
+  task.
+- No resize-crop; random horizontal flips.
+
+Where the released code differs (mingyuliutw/UNIT; checked on the branches at version_01 6a0a5b8,
+version_02 96def6b, master 28d5982):
+
+- Which code. master's README says "For reproducing experiment results in the NIPS paper, please check
+  out version_02 branch". Earlier notes here called that code "v0.1". The code for the paper's map
+  experiment and its config were not released. version_02 ships configs for cat2tiger, corgi2husky,
+  blondhair, svhn2mnist and street scenes.
+  version_01 is an older, different trainer (``UNITTrainer``/``CoVAEGAN``). It has no cycle-consistency
+  stream and learns a variance ``sd`` with KL (mu^2 + sd^2 - log sd^2).sum()/batch. It uses
+  MSE-times-pixels or L1-times-pixels likelihoods, also puts the reconstructions through D, and its
+  ``kaist_day_and_night.yaml`` has ``vae_enc_w: 1e-5, vae_ll_w: 1e-4, gan_w: 1``. It is not the paper's
+  objective.
+- version_02 loss weights (exps/unit/*.yaml, e.g. cat2tiger.yaml L12-17): ``gan_w: 10``,
+  ``ll_direct_link_w: 100``, ``kl_direct_link_w: 0.1``, ``ll_cycle_link_w: 100``,
+  ``kl_cycle_link_w: 0.1``, ``batch_size: 1``, ``max_iterations: 500000``.
+  These are the paper's lambdas, but version_02 weights the direct KL by lambda1 only. Its total is
+  (cocogan_trainer.py L66-70) ``gan_w*(ad_a+ad_b) + ll_direct_link_w*(ll_a+ll_b) +
+  ll_cycle_link_w*(ll_aba+ll_bab) + kl_direct_link_w*(enc_loss+enc_loss) +
+  kl_cycle_link_w*(enc_bab+enc_aba)``.
+  ``enc_loss`` is mean(z^2) over the *concatenated* two-domain batch, so ``enc_loss+enc_loss`` =
+  KL_0 + KL_1, each at 0.1. The paper's Eqs. 3+7 give 0.2 there. Its KLs are also taken on the noisy
+  code z = mu + eta (``GaussianNoiseLayer`` closes ``enc_shared``, cocogan_nets.py L203), not on mu.
+  Its two KL weights are equal, so ``--set kl_w=0`` gives version_02's KL weighting here (direct 0.1,
+  cycle 0.1; KL on mu).
+- version_02 networks differ from Table 3. ``COCOResGen``/``COCOResGen2`` (cocogan_nets.py L160-259,
+  L262ff) have:
+  - a 7x7 *stride-1* first conv (L183-184; Table 3: K7 S2);
+  - then ``n_enc_front_blk - 1`` = 2 stride-2 3x3 convs, so 2 down/up-samplings (Table 3: 3);
+  - ``COCOResGen``: IN + ReLU after those convs and transposed convs (Table 3: LeakyReLU, no norm);
+    ``COCOResGen2`` keeps LeakyReLU without norm;
+  - zero-padded 3x3 residual blocks, conv-IN-ReLU-conv-IN (common_net.py L83-104), with dropout 0.5 in
+    the street configs;
+  - 3 private + 1 shared residual blocks per side (as Table 3);
+  - 2 stride-2 transposed convs, each halving the width (256 -> 128 -> 64), then a 1x1 transposed
+    conv + tanh. Here it is 256 -> 256 -> 128 -> 64, Table 3's printed N256, N128, N64.
+  Discriminators: ``COCODis`` has ``n_layer`` 3x3 stride-2 LeakyReLU convs (6 in cat2tiger) and a 1x1
+  last conv (Table 3: 5 layers, 2x2 last conv). ``COCOMsDis`` (street configs) has 3 scales,
+  Gaussian-smoothed downsampling and 4 layers. Both use BCE on sigmoid outputs, generator against ones.
+  Crops: 216 px for cat2tiger (scale 1.2) and 640x480 for the street scenes.
+- master (trainer.py ``UNIT_Trainer`` L202-306, networks.py ``VAEGen`` L150-181,
+  configs/unit_*_folder.yaml) has:
+  - weights ``gan_w: 1, recon_x_w: 10, recon_kl_w: 0.01, recon_x_cyc_w: 10, recon_kl_cyc_w: 0.01``,
+    with the direct KL weighted once (L293-304) and taken on mu;
+  - ``gan_type: lsgan``;
+  - ``MsImageDis`` with ``num_scales: 3`` and ``n_layer: 4``: 4x4 stride-2 convs, LeakyReLU, 1x1 last
+    conv, average-pool downsampling;
+  - **no weight sharing**: two independent ``VAEGen``s;
+  - encoder: 7x7 stride-1 conv, 2 4x4 stride-2 convs, then 4 residual blocks, all IN + ReLU with
+    reflection padding (``pad_type: reflect``);
+  - decoder: 4 residual blocks, then 2 x (nearest upsample + 5x5 conv + LayerNorm + ReLU), then a 7x7
+    conv + tanh;
+  - the same Adam (lr 1e-4, betas (0.5, 0.999), weight decay 1e-4), but halved every 100K of 1M
+    iterations (``lr_policy: step``, ``step_size: 100000``, ``gamma: 0.5``);
+  - Kaiming init for the generators, Gaussian for D;
+  - batch 1 and 256 px crops.
+  Its objective and networks are not the paper's. ``gan_mode="lsgan"`` and ``dis_scales`` only borrow
+  its GAN form and multi-scale discriminator.
 """
 from __future__ import annotations
 
@@ -30,11 +105,13 @@ PUBLISHED = {
     # networks (Table 3)
     "ch": 64, "n_down": 3, "n_res": 4, "n_shared": 1, "lrelu_slope": 0.01,
     "dis_ch": 64, "dis_layers": 5, "dis_scales": 1,
-    # objective (Sec. 4: lambda0 = 10, lambda1 = lambda3 = 0.1, lambda2 = lambda4 = 100)
+    # objective (Sec. 4: lambda0 = 10, lambda1 = lambda3 = 0.1, lambda2 = lambda4 = 100); gan_w = lambda0,
+    # kl_w = lambda1, rec_w = lambda2, kl_cyc_w = lambda3, cyc_w = lambda4. The direct KL is weighted
+    # kl_w + kl_cyc_w (Eqs. 3 + 7; see losses.py); the released version_02 code weights it kl_w only.
     "gan_w": 10.0, "kl_w": 0.1, "rec_w": 100.0, "kl_cyc_w": 0.1, "cyc_w": 100.0, "gan_mode": "bce",
-    # optimisation
+    # optimisation: Adam lr and betas from the paper, weight decay from the released code (paper silent)
     "lr": 1e-4, "beta1": 0.5, "beta2": 0.999, "weight_decay": 1e-4,
-    "init": "gaussian",  # N(0, 0.02) as UNIT v0.1; "kaiming" (He normal, fan-in) for narrow toy nets
+    "init": "gaussian",  # N(0, 0.02) as version_02; "kaiming" (He normal, fan-in) for narrow toy nets
     "ema_beta": None,
     "amp": False,
     "toy": False,
