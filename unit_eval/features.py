@@ -42,9 +42,11 @@ _TRUNK = (
 def _build_inception(weights_path: str, device_str: str):
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
+    from .weights import has_classifier_head
+
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    has_logits = "fc.weight" in state
-    if not has_logits:
+    has_logits = has_classifier_head(state)  # a converted file's NaN head is no head
+    if "fc.weight" not in state:
         # The offline source has no classifier head. torch-fidelity's constructor loads strictly, so the
         # head is filled with NaN: any logits computed by mistake are poisoned, never plausible zeros.
         state["fc.weight"] = torch.full((1008, FEATURE_DIM), float("nan"))
