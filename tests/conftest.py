@@ -1,6 +1,7 @@
 """Shared fixtures: real images (scikit-learn digits, scikit-image photos) written as folders."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,19 @@ def one_thread():
 
 def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def assert_no_absolute_paths(rows: list[dict]) -> None:
+    """Rows are shared and committed: no string anywhere in them is an absolute path of this machine."""
+    def walk(node, where):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+        elif isinstance(node, str):
+            assert not os.path.isabs(node) and "/tmp/" not in node, f"{where} carries a path: {node}"
+
+    for row in rows:
+        walk(row, row["metric"])

@@ -175,3 +175,20 @@ def test_baseline_from_another_extractor_is_refused():
     fast = [dict(r, extractor=exact + "/bf16") for r in rows(BASE)]
     with pytest.raises(UnitEvalError, match="baseline from .*tf1-bilinear, new from .*bf16"):
         compare(fast, base)
+
+
+def test_datasets_are_compared_separately_and_unnamed_baselines_refused():
+    """A run evaluated on two datasets: each (dataset, protocol, metric, class) is its own entry, so a regression on
+    one dataset is not hidden by the other, and the table names the dataset."""
+    def on(dataset, value):
+        return [make_row(run="main", dataset=dataset, protocol="tunit-mfid", metric="mfid", value=value, seed=0)]
+
+    base = on("afhq", 40.0) + on("animalfaces10", 60.0)
+    result = compare(on("afhq", 40.0) + on("animalfaces10", 70.0), base)
+    assert {(r["dataset"], r["verdict"]) for r in result.rows} == {("afhq", OK), ("animalfaces10", REGRESSION)}
+    assert "| dataset " in render_markdown(result)
+    missing = compare(on("afhq", 40.0), base)
+    assert {(r["dataset"], r["verdict"]) for r in missing.rows} == {("afhq", OK), ("animalfaces10", MISSING)}
+    legacy = [{k: v for k, v in r.items() if k != "dataset"} for r in base]
+    with pytest.raises(UnitEvalError, match="baseline's rows record no dataset.*--update"):
+        compare(on("afhq", 40.0), legacy)

@@ -12,7 +12,7 @@ import pytest
 
 from unit_eval.cli import main
 
-from .conftest import write_digits
+from .conftest import assert_no_absolute_paths, write_digits
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,8 @@ def test_seeded_protocol_matches_committed_baseline(tmp_path, capsys):
     assert code == 0, err
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     assert {r["class"] for r in rows} == {"mean", "0", "1", "2"} and all(r["n_fake"] for r in rows)
+    assert_no_absolute_paths(rows)
+    assert_no_absolute_paths([json.loads(line) for line in (CI / "baseline.jsonl").read_text().splitlines()])
 
     baseline = CI / "baseline.jsonl"
     if os.environ.get("UNIT_EVAL_UPDATE_CI_BASELINE"):

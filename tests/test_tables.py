@@ -76,6 +76,61 @@ def test_golden(name, rows, fmt, opts):
     check_golden(name, make_table(rows, fmt, **opts))
 
 
+# TUNIT Table 1's shape: one run per row, a column group per dataset, mFID, D&C and Acc. in each.
+TUNIT_TABLE1 = {  # (AnimalFaces-10, Food-10) values of TUNIT Table 1, rows C and G
+    "(B) + K-means on image space": ((110.7, 0.822, 0.615, 0.215), (90.7, 0.849, 0.648, 0.201)),
+    "TUNIT w/ joint training": ((47.7, 1.039, 0.805, 0.841), (52.2, 1.079, 0.875, 0.848)),
+    "TUNIT w/ sequential training": ((46.0, 1.060, 0.789, 0.850), (61.1, 0.908, 0.777, 0.860)),
+}
+
+
+def tunit_table1_rows() -> list[dict]:
+    rows = []
+    for run, per_dataset in TUNIT_TABLE1.items():
+        for dataset, (mfid, density, coverage, acc) in zip(("animalfaces10", "food10"), per_dataset):
+            rows.append(make_row(run=run, dataset=dataset, protocol="tunit-mfid", metric="mfid", value=mfid, seed=0))
+            rows.append(make_row(run=run, dataset=dataset, protocol="tunit-dc", metric="density", value=density, seed=0))
+            rows.append(make_row(run=run, dataset=dataset, protocol="tunit-dc", metric="coverage", value=coverage, seed=0))
+            rows.append(make_row(run=run, dataset=dataset, protocol="tunit-cluster", metric="cluster_acc", value=acc, seed=0))
+    return rows
+
+
+def test_golden_tunit_table1_datasets_and_dc_cell():
+    """TUNIT Table 1: a column group per dataset, the paper's decimals (mFID 1, D&C and Acc. 3), D&C in one
+    'density / coverage' cell bold by coverage ("we boldify the one which has the best coverage")."""
+    rows = tunit_table1_rows()
+    tex = make_table(rows, "latex", dc_cell=True)
+    check_golden("tunit_table1.tex", tex)
+    check_golden("tunit_table1.md", make_table(rows, "markdown", dc_cell=True))
+    assert r"\multicolumn{3}{c}{animalfaces10} & \multicolumn{3}{c}{food10}".replace("\\\\", "\\") in tex
+    assert r"\textbf{1.039 / 0.805}" in tex and r"\textbf{1.079 / 0.875}" in tex  # best coverage, not best density
+    assert r"\textbf{46.0}" in tex and r"110.7" in tex and r"0.215" in tex
+
+
+def test_rows_of_two_datasets_never_share_a_cell():
+    """One run name evaluated on two datasets: both values appear, under their datasets (the table key has the
+    dataset; before it did, the second row silently replaced the first)."""
+    rows = [make_row(run="tunit", dataset="afhq", protocol="tunit-mfid", metric="mfid", value=10.0, seed=0),
+            make_row(run="tunit", dataset="animalfaces10", protocol="tunit-mfid", metric="mfid", value=20.0, seed=0)]
+    board = build_table(rows)
+    assert [(c.dataset, c.metric) for c in board.columns] == [("afhq", "mfid"), ("animalfaces10", "mfid")]
+    assert make_table(rows, "csv") == "run,afhq/mfid,animalfaces10/mfid\ntunit,10.0,20.0\n"
+    stats = aggregate(rows)
+    assert list(stats["mean"]) == [10.0, 20.0]
+
+
+def test_default_decimals_are_the_papers_and_decimals_overrides():
+    rows = tunit_table1_rows()[:4]
+    csv = make_table(rows, "csv")
+    assert csv.splitlines()[1] == "(B) + K-means on image space,110.7,0.822,0.615,0.215"
+    assert make_table(rows, "csv", decimals=2).splitlines()[1] == "(B) + K-means on image space,110.70,0.82,0.61,0.21"
+    assert make_table(rows, "csv", metric_decimals={"mfid": 0}).splitlines()[1].startswith("(B) + K-means on image space,111,0.822")
+    with pytest.raises(UnitEvalError, match="D&C cell applies to the latex and markdown"):
+        make_table(rows, "csv", dc_cell=True)
+    with pytest.raises(UnitEvalError, match="needs density and coverage"):
+        make_table([r for r in rows if r["metric"] != "coverage"], "markdown", dc_cell=True)
+
+
 def test_cli_writes_the_golden_latex(tmp_path):
     results = tmp_path / "results.jsonl"
     append_rows(results, table1_rows()[:10])
@@ -139,14 +194,14 @@ def test_arrows_follow_metric_direction():
 def test_best_bold_ties_and_second_underlined():
     # lower is better: 10.0 and 10.001 both print as 10.00 -> both bold; 12 second (dense ranking); 15 plain
     rows = rows_of({"a": 12.0, "b": 10.0, "c": 10.001, "d": 15.0, "e": 12.0})
-    md = make_table(rows, "markdown", second=True)
+    md = make_table(rows, "markdown", second=True, decimals=2)
     cells = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[2:]}
     assert cells == {"a": "<ins>12.00</ins>", "b": "**10.00**", "c": "**10.00**", "d": "15.00", "e": "<ins>12.00</ins>"}
     tex = make_table(rows, "latex", second=True, decimals=3)
     assert r"\textbf{10.000}" in tex and r"\underline{10.001}" in tex and r"\underline{12" not in tex
     assert "underline" not in make_table(rows, "latex")  # second best only on request
     # higher is better flips the order
-    hib = make_table(rows_of({"a": 0.5, "b": 0.7, "c": 0.6}, metric="coverage"), "markdown", second=True)
+    hib = make_table(rows_of({"a": 0.5, "b": 0.7, "c": 0.6}, metric="coverage"), "markdown", second=True, decimals=2)
     assert "**0.70**" in hib and "<ins>0.60</ins>" in hib and " 0.50 |" in hib
 
 
@@ -160,11 +215,11 @@ def test_rank_marks_edge_cases():
 
 def test_mean_and_sample_std_over_seeds():
     rows = rows_of({"a": [1.0, 2.0, 3.0], "b": 5.0})
-    md = make_table(rows, "markdown")
+    md = make_table(rows, "markdown", decimals=2)
     assert "**2.00 ± 1.00**" in md  # ddof=1; population std would print 0.82
     assert " 5.00 |" in md and "5.00 ±" not in md
-    assert "1.00" not in make_table(rows, "markdown", show_std=False)
-    assert make_table(rows, "csv") == "run,mfid,mfid_std\na,2.00,1.00\nb,5.00,\n"
+    assert "1.00" not in make_table(rows, "markdown", show_std=False, decimals=2)
+    assert make_table(rows, "csv", decimals=2) == "run,mfid,mfid_std\na,2.00,1.00\nb,5.00,\n"
 
 
 def test_same_seed_twice_keeps_the_last_row_and_first_position():
@@ -179,7 +234,7 @@ def test_metrics_pick_and_order_and_missing_cells():
     rows = [r for r in rows if not (r["run"] == "TUNIT" and r["metric"] == "coverage")]
     board = build_table(rows, metrics=["coverage,mfid"])
     assert [c.metric for c in board.columns] == ["coverage", "mfid"]
-    csv = make_table(rows, "csv", metrics=["coverage", "mfid"])
+    csv = make_table(rows, "csv", metrics=["coverage", "mfid"], decimals=2)
     assert csv.splitlines()[0] == "run,coverage,coverage_std,mfid,mfid_std"
     assert csv.splitlines()[2].startswith("TUNIT,,,47.69,")
     assert "| TUNIT" in make_table(rows, "markdown") and "–" in make_table(rows, "markdown")
@@ -194,8 +249,8 @@ def test_class_columns_on_request():
     rows = rows_of({"a": 3.0, "b": 4.0})
     per_class = [dict(r, **{"class": "cat_s"}) for r in rows_of({"a": 1.0, "b": 2.0})]
     per_class += [dict(r, **{"class": "dog"}) for r in rows_of({"a": 6.0, "b": 5.0})]
-    assert make_table(per_class + rows, "csv") == "run,mfid\na,3.00\nb,4.00\n"
-    assert make_table(per_class + rows, "csv", classes=True) == "run,mfid/mean,mfid/cat_s,mfid/dog\na,3.00,1.00,6.00\nb,4.00,2.00,5.00\n"
+    assert make_table(per_class + rows, "csv", decimals=2) == "run,mfid\na,3.00\nb,4.00\n"
+    assert make_table(per_class + rows, "csv", classes=True, decimals=2) == "run,mfid/mean,mfid/cat_s,mfid/dog\na,3.00,1.00,6.00\nb,4.00,2.00,5.00\n"
     tex = make_table(per_class + rows, "latex", classes=True)
     assert r"\multicolumn{3}{c}{mFID $\downarrow$}" in tex and r"cat\_s" in tex and r"\cmidrule(lr){2-4}" in tex
     with pytest.raises(UnitEvalError, match="--classes"):
@@ -219,9 +274,15 @@ def _pdflatex_ready() -> str | None:
     return None
 
 
-@pytest.mark.skipif(_pdflatex_ready() is not None, reason=str(_pdflatex_ready()))
-@pytest.mark.parametrize("golden", ["table1.tex", "table1_two_protocols.tex"])
+@pytest.mark.parametrize("golden", ["table1.tex", "table1_two_protocols.tex", "tunit_table1.tex"])
 def test_golden_latex_compiles(tmp_path, golden):
+    """Skipped where pdflatex is missing, except where UNIT_EVAL_REQUIRE_PDFLATEX is set (.ci/run installs a
+    minimal TeX and sets it, so CI never skips this)."""
+    missing = _pdflatex_ready()
+    if missing is not None:
+        if os.environ.get("UNIT_EVAL_REQUIRE_PDFLATEX"):
+            pytest.fail(f"UNIT_EVAL_REQUIRE_PDFLATEX is set but {missing}")
+        pytest.skip(missing)
     doc = tmp_path / "doc.tex"
     doc.write_text(
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"

@@ -1,6 +1,7 @@
 """Regression gate: compare new result rows with baseline rows, direction-aware.
 
-Each (protocol, metric, class) is reduced to its mean over seeds (see :func:`unit_eval.tables.aggregate`).
+Each (dataset, protocol, metric, class) is reduced to its mean over seeds (see :func:`unit_eval.tables.aggregate`);
+results of different datasets are never compared with each other.
 A value is a regression when it is worse than the baseline by more than ``max(atol, rtol * |baseline|)``,
 "worse" meaning lower for higher-is-better metrics and higher otherwise. A baseline entry absent from
 the new results is a regression too ("missing in new"); an entry only in the new results passes
@@ -15,7 +16,7 @@ from typing import Iterable, Mapping
 
 from .errors import UnitEvalError
 from .metrics.registry import metric_info
-from .tables import aggregate, markdown_escape
+from .tables import aggregate, dataset_of, markdown_escape
 
 DEFAULT_RTOL = 0.01
 DEFAULT_ATOL = 0.0
@@ -58,7 +59,7 @@ def parse_tolerance(spec: str, default_rtol: float = DEFAULT_RTOL) -> tuple[str,
 
 @dataclass
 class Comparison:
-    """One dict per compared entry: run (None unless matched by run), protocol, metric, class,
+    """One dict per compared entry: run (None unless matched by run), dataset, protocol, metric, class,
     higher_is_better, baseline, new, delta (new - baseline), allowed, verdict, n_baseline, n_new."""
 
     rows: list[dict] = field(default_factory=list)
@@ -80,17 +81,25 @@ def _means(rows: list[Mapping], by_run: bool) -> dict[tuple, tuple[float, int]]:
     stats = aggregate(rows)
     out = {}
     for rec in stats.itertuples(index=False):
-        run, protocol, metric, cls, mean, _std, n = rec
-        out[(run if by_run else None, protocol, metric, cls)] = (float(mean), int(n))
+        run, dataset, protocol, metric, cls, mean, _std, n = rec
+        out[(run if by_run else None, dataset, protocol, metric, cls)] = (float(mean), int(n))
     return out
 
 
 def _extractors(rows: list[Mapping], by_run: bool) -> dict[tuple, set[str]]:
     out: dict[tuple, set[str]] = {}
     for r in rows:
-        key = (str(r.get("run")) if by_run else None, str(r.get("protocol")), str(r.get("metric")), str(r.get("class")))
+        key = (str(r.get("run")) if by_run else None, dataset_of(r), str(r.get("protocol")), str(r.get("metric")),
+               str(r.get("class")))
         out.setdefault(key, set()).add(str(r.get("extractor")))
     return out
+
+
+def _refuse_unnamed_datasets(new_rows: list[Mapping], baseline_rows: list[Mapping]) -> None:
+    """A baseline written before rows recorded their dataset cannot be matched to named results safely."""
+    if any(dataset_of(r) for r in new_rows) and not any(dataset_of(r) for r in baseline_rows):
+        raise UnitEvalError("the baseline's rows record no dataset (written before unit-eval recorded it), so they cannot "
+                            "be matched to these results; regenerate the baseline with --update")
 
 
 def _refuse_other_extractor(new_rows: list[Mapping], baseline_rows: list[Mapping], by_run: bool) -> None:
@@ -98,7 +107,7 @@ def _refuse_other_extractor(new_rows: list[Mapping], baseline_rows: list[Mapping
     new, base = _extractors(new_rows, by_run), _extractors(baseline_rows, by_run)
     for key in new.keys() & base.keys():
         if new[key] != base[key]:
-            _, protocol, metric, cls = key
+            _, _, protocol, metric, cls = key
             raise UnitEvalError(f"{protocol} {metric} [{cls}]: baseline from {' and '.join(sorted(base[key]))}, new from "
                                 f"{' and '.join(sorted(new[key]))}; compare like with like (same --numerics and protocol)")
 
@@ -121,12 +130,13 @@ def compare(
     tolerances = dict(tolerances or {})
     if by_run is None:
         by_run = len({str(r["run"]) for r in new_rows}) > 1 or len({str(r["run"]) for r in baseline_rows}) > 1
+    _refuse_unnamed_datasets(new_rows, baseline_rows)
     _refuse_other_extractor(new_rows, baseline_rows, by_run)
     new, base = _means(new_rows, by_run), _means(baseline_rows, by_run)
 
     result = Comparison(by_run=by_run)
     for key in list(base) + [k for k in new if k not in base]:
-        run, protocol, metric, cls = key
+        run, dataset, protocol, metric, cls = key
         info = metric_info(metric)
         tol = tolerances.get(metric, default)
         old_value, n_old = base.get(key, (None, 0))
@@ -144,6 +154,7 @@ def compare(
         result.rows.append(
             {
                 "run": run,
+                "dataset": dataset,
                 "protocol": protocol,
                 "metric": metric,
                 "class": cls,
@@ -170,12 +181,15 @@ def render_markdown(result: Comparison) -> str:
     """The comparison as a GitHub pipe table followed by a one-line summary."""
     from tabulate import tabulate
 
-    headers = (["run"] if result.by_run else []) + ["protocol", "metric", "class", "baseline", "new", "delta", "allowed", "verdict"]
+    show_dataset = len({r["dataset"] for r in result.rows}) > 1
+    headers = ((["run"] if result.by_run else []) + (["dataset"] if show_dataset else [])
+               + ["protocol", "metric", "class", "baseline", "new", "delta", "allowed", "verdict"])
     body = []
     for r in result.rows:
         arrow = "↑" if r["higher_is_better"] else "↓"
         body.append(
             ([markdown_escape(r["run"])] if result.by_run else [])
+            + ([markdown_escape(r["dataset"])] if show_dataset else [])
             + [markdown_escape(r["protocol"]), f"{markdown_escape(r['metric'])} {arrow}", markdown_escape(r["class"])]
             + [_num(r["baseline"]), _num(r["new"]), _num(r["delta"], signed=True), _num(r["allowed"]), r["verdict"]]
         )

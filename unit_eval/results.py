@@ -1,8 +1,10 @@
 """Result rows (one JSON object per line) shared by evaluation, tables and regression checks.
 
-A row: ``run``, ``protocol``, ``metric``, ``class`` ("mean" for the aggregate), ``value``, and what makes it
-reproducible: ``seed``, ``n_real``, ``n_fake``, ``extractor``, ``version``, ``ckpt_sha256`` (when a
-checkpoint was evaluated), ``time`` (UTC ISO), plus free-form ``options``.
+A row: ``run``, ``dataset`` (its name: a named dataset's, else the data folder's name), ``protocol``,
+``metric``, ``class`` ("mean" for the aggregate), ``value``, and what makes it reproducible: ``seed``,
+``n_real``, ``n_fake``, ``extractor``, ``version``, ``ckpt_sha256`` (when a checkpoint was evaluated),
+``time`` (UTC ISO), plus free-form ``options``. Rows never carry absolute paths of the machine that wrote
+them (they are shared and committed): inputs are identified by names, hashes and counts.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ def make_row(
     metric: str,
     value: float,
     cls: str = "mean",
+    dataset: str | None = None,
     seed: int | None = None,
     n_real: int | None = None,
     n_fake: int | None = None,
@@ -35,6 +38,7 @@ def make_row(
 ) -> dict:
     return {
         "run": run,
+        "dataset": dataset,
         "protocol": protocol,
         "metric": metric,
         "class": cls,

@@ -1,9 +1,13 @@
-"""Leaderboard tables from result rows: one row per run, one column per (protocol, metric, class).
+"""Leaderboard tables from result rows: one row per run, one column per (dataset, protocol, metric, class).
 
 Cells are the mean over seeds, shown as ``mean ± std`` when a cell has more than one seed (std is the
 sample standard deviation, ddof=1). The best value of each column is bold and, on request, the second
 best underlined; both are decided on the values as displayed, so every value that prints as the best
-is bold. Directions come from :mod:`unit_eval.metrics.registry` (unregistered metrics: lower is better).
+is bold. Directions and default decimals come from :mod:`unit_eval.metrics.registry` (unregistered
+metrics: lower is better, 2 decimals). Rows of different datasets never share a cell: with more than
+one dataset the columns are grouped under a header per dataset (as TUNIT Table 1, GP-UNIT Table 1).
+``dc_cell`` prints density and coverage in one ``density / coverage`` cell ranked by coverage, as TUNIT
+Table 1 ("we boldify the one which has the best coverage").
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ from .errors import UnitEvalError
 from .metrics.registry import MetricInfo, metric_info
 
 FORMATS = ("latex", "markdown", "csv")
-KEY = ["run", "protocol", "metric", "class"]
+KEY = ["run", "dataset", "protocol", "metric", "class"]
 MEAN = "mean"
+DC_CELL = ("density", "coverage")
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -57,11 +62,17 @@ def _value(row: Mapping) -> float:
     return float(value)
 
 
-def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
-    """Mean, sample std (ddof=1, NaN for a single seed) and seed count per (run, protocol, metric, class).
+def dataset_of(row: Mapping) -> str:
+    """The dataset name a row records ("" for rows written before unit-eval recorded it)."""
+    value = row.get("dataset")
+    return "" if value is None else str(value)
 
-    Several rows with the same (run, protocol, metric, class, seed) are re-evaluations: the last one
-    wins. The result has columns run, protocol, metric, class, mean, std, n in first-appearance order.
+
+def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
+    """Mean, sample std (ddof=1, NaN for a single seed) and seed count per (run, dataset, protocol, metric, class).
+
+    Several rows with the same (run, dataset, protocol, metric, class, seed) are re-evaluations: the last one
+    wins. The result has columns run, dataset, protocol, metric, class, mean, std, n in first-appearance order.
     """
     rows = list(rows)
     if not rows:
@@ -70,6 +81,7 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
         frame = pd.DataFrame(
             {
                 "run": [str(r["run"]) for r in rows],
+                "dataset": [dataset_of(r) for r in rows],
                 "protocol": [str(r["protocol"]) for r in rows],
                 "metric": [str(r["metric"]) for r in rows],
                 "class": [str(r["class"]) for r in rows],
@@ -92,8 +104,9 @@ def _refuse_mixed_extractors(frame: pd.DataFrame) -> None:
     kinds = frame.groupby(KEY, sort=False)["extractor"].unique()
     mixed = kinds[kinds.map(len) > 1]
     if len(mixed):
-        (run, protocol, metric, cls), names = mixed.index[0], mixed.iloc[0]
-        raise UnitEvalError(f"run {run!r}, {protocol} {metric} [{cls}] mixes extractors {' and '.join(sorted(names))}; "
+        (run, dataset, protocol, metric, cls), names = mixed.index[0], mixed.iloc[0]
+        on = f" on {dataset}" if dataset else ""
+        raise UnitEvalError(f"run {run!r}{on}, {protocol} {metric} [{cls}] mixes extractors {' and '.join(sorted(names))}; "
                             "give each setting its own --run name")
 
 
@@ -115,29 +128,44 @@ def _cell_styler(*, missing: str, plus_minus: str, best: str, second: str | None
 
 @dataclass(frozen=True)
 class Column:
+    dataset: str
     protocol: str
     metric: str
     cls: str
+    pair: str | None = None  # a second metric printed in the same cell ("density / coverage"), which ranks it
 
     @property
     def info(self) -> MetricInfo:
         return metric_info(self.metric)
 
+    @property
+    def label(self) -> str:
+        return "D&C" if self.pair is not None else self.info.label
+
+    @property
+    def ranked_by(self) -> MetricInfo:
+        return metric_info(self.pair) if self.pair is not None else self.info
+
+    def part(self, metric: str) -> "Column":
+        return Column(self.dataset, self.protocol, metric, self.cls)
+
 
 @dataclass
 class Leaderboard:
-    """Aggregated table data: ``mean``/``std``/``n`` frames indexed by run, one column per :class:`Column`."""
+    """Aggregated table data: ``mean``/``std``/``n`` frames indexed by run, one column per (dataset, protocol,
+    metric, class); :attr:`columns` are the printed columns (a D&C cell stands for two of them)."""
 
     runs: list[str]
     columns: list[Column]
     mean: pd.DataFrame
     std: pd.DataFrame
     n: pd.DataFrame
+    show_dataset: bool
     show_protocol: bool
     show_class: bool
 
     def cell(self, run: str, col: Column) -> tuple[float | None, float | None, int]:
-        key = (col.protocol, col.metric, col.cls)
+        key = (col.dataset, col.protocol, col.metric, col.cls)
         mean = self.mean.at[run, key]
         if pd.isna(mean):
             return None, None, 0
@@ -158,12 +186,16 @@ def build_table(
     metrics: Sequence[str] | None = None,
     protocols: Sequence[str] | None = None,
     classes: bool = False,
+    dc_cell: bool = False,
 ) -> Leaderboard:
     """Aggregate rows into a leaderboard.
 
     ``metrics`` picks and orders the columns (default: every metric, in order of first appearance);
     ``protocols`` restricts to those protocols; ``classes`` adds class-wise columns after each metric's
-    "mean" column (by default only rows with class "mean" are used).
+    "mean" column (by default only rows with class "mean" are used). Columns are grouped by dataset, then
+    protocol, in order of first appearance; headers name the dataset when there are several and the protocol
+    when a metric appears under several protocols of one dataset. ``dc_cell`` merges each density column with
+    the coverage column of the same dataset, protocol and class into one D&C column (at density's place).
     """
     stats = aggregate(rows)
     protocols = _split_names(protocols)
@@ -187,33 +219,50 @@ def build_table(
     else:
         metrics = list(dict.fromkeys(stats["metric"]))
     protocols = protocols or list(dict.fromkeys(stats["protocol"]))
+    datasets = list(dict.fromkeys(stats["dataset"]))
 
-    columns: list[Column] = []
-    for protocol in protocols:
-        for metric in metrics:
-            present = stats.loc[(stats["protocol"] == protocol) & (stats["metric"] == metric), "class"]
-            names = list(dict.fromkeys(present))
-            if MEAN in names:
-                names.remove(MEAN)
-                names.insert(0, MEAN)
-            columns.extend(Column(protocol, metric, name) for name in names)
+    cells: list[Column] = []
+    for dataset in datasets:
+        for protocol in protocols:
+            for metric in metrics:
+                present = stats.loc[(stats["dataset"] == dataset) & (stats["protocol"] == protocol)
+                                    & (stats["metric"] == metric), "class"]
+                names = list(dict.fromkeys(present))
+                if MEAN in names:
+                    names.remove(MEAN)
+                    names.insert(0, MEAN)
+                cells.extend(Column(dataset, protocol, metric, name) for name in names)
 
     runs = list(dict.fromkeys(stats["run"]))
-    col_index = pd.MultiIndex.from_tuples([(c.protocol, c.metric, c.cls) for c in columns])
+    col_index = pd.MultiIndex.from_tuples([(c.dataset, c.protocol, c.metric, c.cls) for c in cells])
 
     def frame(field: str) -> pd.DataFrame:
-        wide = stats.pivot(index="run", columns=["protocol", "metric", "class"], values=field)
+        wide = stats.pivot(index="run", columns=["dataset", "protocol", "metric", "class"], values=field)
         return wide.reindex(index=runs, columns=col_index)
 
     return Leaderboard(
         runs=runs,
-        columns=columns,
+        columns=_merge_dc(cells) if dc_cell else cells,
         mean=frame("mean"),
         std=frame("std"),
         n=frame("n"),
-        show_protocol=len(protocols) > 1,
+        show_dataset=len(datasets) > 1,
+        # the protocol is named only where it tells columns apart: a metric of one dataset under two protocols
+        show_protocol=len({(c.dataset, c.metric, c.cls) for c in cells}) < len({(c.dataset, c.protocol, c.metric, c.cls) for c in cells}),
         show_class=classes,
     )
+
+
+def _merge_dc(columns: list[Column]) -> list[Column]:
+    """Density and coverage of one (dataset, protocol, class) as one D&C column where density stood."""
+    density, coverage = DC_CELL
+    have = set(columns)
+    pairs = [c for c in columns if c.metric == density and c.part(coverage) in have]
+    if not pairs:
+        raise UnitEvalError("the D&C cell needs density and coverage results of the same protocol and class")
+    merged = {c.part(coverage) for c in pairs}
+    return [Column(c.dataset, c.protocol, c.metric, c.cls, coverage) if c in pairs else c
+            for c in columns if c not in merged]
 
 
 def format_number(value: float, decimals: int) -> str:
@@ -236,10 +285,14 @@ def rank_marks(values: Sequence[float | None], higher_is_better: bool, decimals:
     return ["best" if v == best and v is not None else "second" if v == second and v is not None else "" for v in shown]
 
 
-def _decimals_for(col: Column, decimals: int, metric_decimals: Mapping[str, int] | None) -> int:
-    places = (metric_decimals or {}).get(col.metric, decimals)
+def decimals_for(metric: str, decimals: int | None, metric_decimals: Mapping[str, int] | None) -> int:
+    """Places for ``metric``: its own override, else the table-wide ``decimals``, else the registry's (as the
+    papers print it)."""
+    places = (metric_decimals or {}).get(metric)
+    if places is None:
+        places = metric_info(metric).decimals if decimals is None else decimals
     if places < 0:
-        raise UnitEvalError(f"decimals must be >= 0, got {places} for {col.metric}")
+        raise UnitEvalError(f"decimals must be >= 0, got {places} for {metric}")
     return places
 
 
@@ -250,28 +303,41 @@ class _Cell:
     mark: str
 
 
-def _cells(board: Leaderboard, decimals: int, metric_decimals, show_std: bool, marks: bool) -> list[list[_Cell]]:
+def _texts(board: Leaderboard, col: Column, decimals, metric_decimals, show_std: bool):
+    """(mean text or None, std text or None) per run for one metric column, and the means for ranking."""
+    places = decimals_for(col.metric, decimals, metric_decimals)
+    stats = [board.cell(run, col) for run in board.runs]
+    texts = [(None if mean is None else format_number(mean, places),
+              format_number(std, places) if show_std and std is not None and n > 1 else None) for mean, std, n in stats]
+    return texts, [s[0] for s in stats], places
+
+
+def _cells(board: Leaderboard, decimals: int | None, metric_decimals, show_std: bool, marks: bool,
+           plus_minus: str = " ± ") -> list[list[_Cell]]:
     by_column = []
     for col in board.columns:
-        places = _decimals_for(col, decimals, metric_decimals)
-        stats = [board.cell(run, col) for run in board.runs]
-        flags = rank_marks([s[0] for s in stats], col.info.higher_is_better, places) if marks else [""] * len(stats)
-        by_column.append(
-            [
-                _Cell(
-                    None if mean is None else format_number(mean, places),
-                    format_number(std, places) if show_std and std is not None and n > 1 else None,
-                    flag,
-                )
-                for (mean, std, n), flag in zip(stats, flags)
-            ]
-        )
+        texts, means, places = _texts(board, col, decimals, metric_decimals, show_std)
+        if col.pair is not None:  # "density / coverage" in one cell, ranked by the second metric
+            second, means, places = _texts(board, col.part(col.pair), decimals, metric_decimals, show_std)
+            joined = []
+            for (m1, s1), (m2, s2) in zip(texts, second):
+                if m1 is None or m2 is None:
+                    joined.append((None, None))
+                    continue
+                part1 = m1 if s1 is None else f"{m1}{plus_minus}{s1}"
+                part2 = m2 if s2 is None else f"{m2}{plus_minus}{s2}"
+                joined.append((f"{part1} / {part2}", None))
+            texts = joined
+        flags = rank_marks(means, col.ranked_by.higher_is_better, places) if marks else [""] * len(means)
+        by_column.append([_Cell(mean, std, flag) for (mean, std), flag in zip(texts, flags)])
     return [list(row) for row in zip(*by_column)] if by_column else [[] for _ in board.runs]
 
 
 def _header_parts(board: Leaderboard, col: Column, arrow: Mapping[bool, str], escape) -> list[str]:
-    parts = [escape(col.protocol)] if board.show_protocol else []
-    parts.append(f"{escape(col.info.label)} {arrow[col.info.higher_is_better]}")
+    parts = [escape(col.dataset or "(no dataset)")] if board.show_dataset else []
+    if board.show_protocol:
+        parts.append(escape(col.protocol))
+    parts.append(f"{escape(col.label)} {arrow[col.ranked_by.higher_is_better]}")
     if board.show_class:
         parts.append(escape(col.cls))
     return parts
@@ -280,7 +346,7 @@ def _header_parts(board: Leaderboard, col: Column, arrow: Mapping[bool, str], es
 def render_latex(
     board: Leaderboard,
     *,
-    decimals: int = 2,
+    decimals: int | None = None,
     metric_decimals: Mapping[str, int] | None = None,
     second: bool = False,
     show_std: bool = True,
@@ -295,7 +361,8 @@ def render_latex(
     levels = len(headers[0]) if headers else 1
 
     styled = _cell_styler(missing="--", plus_minus=" $\\pm$ ", best="\\textbf{{{}}}", second="\\underline{{{}}}" if second else None)
-    body = [[latex_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, _cells(board, decimals, metric_decimals, show_std, True))]
+    cells = _cells(board, decimals, metric_decimals, show_std, True, plus_minus=" $\\pm$ ")
+    body = [[latex_escape(run)] + [styled(c) for c in row] for run, row in zip(board.runs, cells)]
     last_header = ["Method"] + [h[-1] for h in headers]
     widths = [max(len(r[i]) for r in body + [last_header]) for i in range(len(last_header))]
 
@@ -332,7 +399,7 @@ def render_latex(
 def render_markdown(
     board: Leaderboard,
     *,
-    decimals: int = 2,
+    decimals: int | None = None,
     metric_decimals: Mapping[str, int] | None = None,
     second: bool = False,
     show_std: bool = True,
@@ -349,15 +416,18 @@ def render_markdown(
 def render_csv(
     board: Leaderboard,
     *,
-    decimals: int = 2,
+    decimals: int | None = None,
     metric_decimals: Mapping[str, int] | None = None,
     show_std: bool = True,
 ) -> str:
-    """Plain numbers: ``run`` then one column per metric (``protocol/metric/class`` parts as needed),
+    """Plain numbers: ``run`` then one column per metric (``dataset/protocol/metric/class`` parts as needed),
     followed by ``<column>_std`` where some cell of it has several seeds; empty where missing."""
+    if any(col.pair is not None for col in board.columns):
+        raise UnitEvalError("the D&C cell applies to the latex and markdown formats; CSV keeps one column per metric")
     names = []
     for col in board.columns:
-        parts = ([col.protocol] if board.show_protocol else []) + [col.metric] + ([col.cls] if board.show_class else [])
+        parts = (([col.dataset] if board.show_dataset else []) + ([col.protocol] if board.show_protocol else [])
+                 + [col.metric] + ([col.cls] if board.show_class else []))
         names.append("/".join(parts))
     cells = _cells(board, decimals, metric_decimals, show_std, False)
     with_std = [any(row[i].std is not None for row in cells) for i in range(len(board.columns))]
@@ -384,19 +454,23 @@ def make_table(
     metrics: Sequence[str] | None = None,
     protocols: Sequence[str] | None = None,
     classes: bool = False,
-    decimals: int = 2,
+    decimals: int | None = None,
     metric_decimals: Mapping[str, int] | None = None,
     second: bool = False,
     show_std: bool = True,
     caption: str | None = None,
     label: str | None = None,
+    dc_cell: bool = False,
 ) -> str:
-    """Result rows in, rendered table out (``fmt`` one of :data:`FORMATS`)."""
+    """Result rows in, rendered table out (``fmt`` one of :data:`FORMATS`). ``decimals=None``: each metric's
+    registry default (as the papers print it); an int applies to every metric; ``metric_decimals`` per metric."""
     if fmt not in FORMATS:
         raise UnitEvalError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt != "latex" and (caption is not None or label is not None):
         raise UnitEvalError("caption and label apply to the latex format only")
-    board = build_table(rows, metrics=metrics, protocols=protocols, classes=classes)
+    if fmt == "csv" and dc_cell:
+        raise UnitEvalError("the D&C cell applies to the latex and markdown formats; CSV keeps one column per metric")
+    board = build_table(rows, metrics=metrics, protocols=protocols, classes=classes, dc_cell=dc_cell)
     style = dict(decimals=decimals, metric_decimals=metric_decimals, show_std=show_std)
     if fmt == "latex":
         return render_latex(board, second=second, caption=caption, label=label, **style)

@@ -31,8 +31,8 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
-def _parse_decimals(values: tuple[str, ...]) -> tuple[int, dict[str, int]]:
-    default, per_metric = 2, {}
+def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]]:
+    default, per_metric = None, {}
     for value in values:
         metric, sep, number = value.rpartition("=")
         try:
@@ -57,20 +57,24 @@ def _parse_decimals(values: tuple[str, ...]) -> tuple[int, dict[str, int]]:
 @click.option("--protocol", "protocols", multiple=True, help="Only these protocols (repeatable).")
 @click.option("--classes", is_flag=True, help="Add class-wise columns after each metric's mean column.")
 @click.option("--decimals", multiple=True, metavar="N|METRIC=N",
-              help="Decimal places, for all metrics or one (repeatable, e.g. --decimals 2 --decimals density=3) [default: 2].")
+              help="Decimal places, for all metrics or one (repeatable, e.g. --decimals 2 --decimals density=3) "
+                   "[default: as the papers print each metric: FID/mFID 1, D&C, accuracies, LPIPS and pixel accuracy 3, IOI 2].")
+@click.option("--dc-cell", is_flag=True,
+              help="TUNIT Table 1's combined 'density / coverage' cell (D&C), bold by coverage (latex, markdown).")
 @click.option("--second", is_flag=True, help="Underline the second best of each column (latex, markdown).")
 @click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
 @click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
 @click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the table to this file instead of stdout.")
-def table_command(results, fmt, metrics, protocols, classes, decimals, second, no_std, caption, label, out):
+def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, caption, label, out):
     """Leaderboard table from result files: one row per run, one column per metric.
 
     Uses the rows with class "mean" unless --classes is given. A cell with several seeds shows
     mean ± std, where std is the sample standard deviation (ddof=1) over seeds; when a seed was
     evaluated more than once the last row wins. Arrows give each metric's direction (unregistered
     metrics count as lower-is-better); the best value of each column, as displayed, is bold (all
-    ties), the second best underlined with --second.
+    ties), the second best underlined with --second. Results of several datasets get one column
+    group per dataset.
     """
     from ..tables import make_table
 
@@ -78,6 +82,8 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, second, n
         fmt = _SUFFIX_FORMATS.get(Path(out).suffix.lower(), "markdown") if out else "markdown"
     if fmt != "latex" and (caption is not None or label is not None):
         raise click.UsageError("--caption and --label apply to --format latex only")
+    if fmt == "csv" and dc_cell:
+        raise click.UsageError("--dc-cell applies to --format latex and markdown only")
     places, per_metric = _parse_decimals(decimals)
     rows = [row for path in results for row in read_rows(path)]
     text = make_table(
@@ -92,6 +98,7 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, second, n
         show_std=not no_std,
         caption=caption,
         label=label,
+        dc_cell=dc_cell,
     )
     if out:
         write_atomic(out, text)
@@ -124,12 +131,16 @@ def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
 
     tolerances = dict(parse_tolerance(spec, default_rtol=rtol) for spec in tols)
     new_rows = read_rows(results)
+    comparison = None
     if Path(baseline).exists():
-        comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances)
+        try:
+            comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances)
+        except UnitEvalError as exc:
+            if not update:
+                raise
+            info(f"the old baseline cannot be compared ({exc}); replacing it")
     elif not update:
         raise UnitEvalError(f"baseline not found: {baseline} (create it with --update)")
-    else:
-        comparison = None
 
     if as_json:
         report = comparison.to_json() if comparison is not None else {"passed": True, "regressions": [], "rows": []}
@@ -138,8 +149,9 @@ def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
         click.echo(render_markdown(comparison), nl=False)
 
     if update:
+        existed = Path(baseline).exists()
         write_atomic(baseline, "".join(json.dumps(row) + "\n" for row in new_rows))
-        info(f"baseline {'updated' if comparison is not None else 'created'}: {baseline}")
+        info(f"baseline {'updated' if existed else 'created'}: {baseline}")
         return
     if not comparison.passed:
         ctx.exit(3)

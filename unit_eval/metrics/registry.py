@@ -10,25 +10,30 @@ class MetricInfo:
     higher_is_better: bool
     label: str  # column header in tables
     description: str
+    decimals: int = 2  # places tables print by default, as the papers print this metric
+
+
+# Decimals as the seed papers print them: TUNIT Table 1 (mFID 74.0, D&C 0.749 / 0.671, Acc. 1.000), TUNIT
+# Sec. 4.2 (IOI 2.05), StarGAN v2 / GP-UNIT Table 1 (LPIPS 0.xxx), UNIT Fig. 2 (pixel accuracy 0.600).
 
 
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
-        MetricInfo("fid", False, "FID", "Frechet Inception distance (TF-Inception pool3)"),
-        MetricInfo("mfid", False, "mFID", "mean of class-wise FIDs"),
-        MetricInfo("density", True, "Density", "prdc density (k-NN balls of real features)"),
-        MetricInfo("coverage", True, "Coverage", "prdc coverage"),
-        MetricInfo("precision", True, "Precision", "improved precision (k-NN manifold)"),
-        MetricInfo("recall", True, "Recall", "improved recall (k-NN manifold)"),
-        MetricInfo("lpips", False, "LPIPS", "paired LPIPS distance (lower = closer)"),
-        MetricInfo("lpips_content", False, "LPIPS (content)", "LPIPS between source and output"),
-        MetricInfo("lpips_diversity", True, "LPIPS div.", "mean pairwise LPIPS among outputs of one input"),
-        MetricInfo("cluster_acc", True, "Acc.", "Hungarian (one-to-one) cluster accuracy"),
-        MetricInfo("cluster_acc_majority", True, "Acc. (maj.)", "many-to-one majority cluster accuracy"),
-        MetricInfo("nmi", True, "NMI", "normalised mutual information of clusters and labels"),
-        MetricInfo("ioi", True, "IOI", "inter- over intra-cluster variance of style-code cosine similarity"),
-        MetricInfo("pixel_accuracy", True, "Pix. acc.", "fraction of pixels within the colour threshold"),
+        MetricInfo("fid", False, "FID", "Frechet Inception distance (TF-Inception pool3)", 1),
+        MetricInfo("mfid", False, "mFID", "mean of class-wise FIDs", 1),
+        MetricInfo("density", True, "Density", "prdc density (k-NN balls of real features)", 3),
+        MetricInfo("coverage", True, "Coverage", "prdc coverage", 3),
+        MetricInfo("precision", True, "Precision", "improved precision (k-NN manifold)", 3),
+        MetricInfo("recall", True, "Recall", "improved recall (k-NN manifold)", 3),
+        MetricInfo("lpips", False, "LPIPS", "paired LPIPS distance (lower = closer)", 3),
+        MetricInfo("lpips_content", False, "LPIPS (content)", "LPIPS between source and output", 3),
+        MetricInfo("lpips_diversity", True, "LPIPS div.", "mean pairwise LPIPS among outputs of one input", 3),
+        MetricInfo("cluster_acc", True, "Acc.", "Hungarian (one-to-one) cluster accuracy", 3),
+        MetricInfo("cluster_acc_majority", True, "Acc. (maj.)", "many-to-one majority cluster accuracy", 3),
+        MetricInfo("nmi", True, "NMI", "normalised mutual information of clusters and labels", 3),
+        MetricInfo("ioi", True, "IOI", "inter- over intra-cluster variance of style-code cosine similarity", 2),
+        MetricInfo("pixel_accuracy", True, "Pix. acc.", "fraction of pixels within the colour threshold", 3),
     ]
 }
 
