@@ -57,6 +57,12 @@ class Setup:
 
         self.tmp, self.args, self.device = tmp, args, device
         self.data = digits_subset(materialize("digits", progress=False), tmp / "digits", args.train_per_class, args.test_per_class)
+        if args.classes is not None:  # the first N digit classes only (e.g. 2: calcFIDBatch's K = 2 branch)
+            import shutil
+
+            for split in ("train", "test"):
+                for extra in sorted((self.data / split).iterdir())[args.classes:]:
+                    shutil.rmtree(extra)
         train("tunit", self.data / "train", tmp / "run", iters=10, img_size=32, k=10, device=device, progress=False,
               extra={"toy": True}, sample_every=0)
         self.ckpt = tmp / "run" / "run.pt"
@@ -337,6 +343,8 @@ def main():
     parser.add_argument("--dc-fakes", type=int, default=10000, help="tunit-dc max_fake (the protocol's 10000; n_fake = min(train images, this))")
     parser.add_argument("--train-per-class", type=int, default=50, help="real images per class (>= 45 for the legacy route's K=10)")
     parser.add_argument("--test-per-class", type=int, default=20)
+    parser.add_argument("--classes", type=int, default=None,
+                        help="use only the first N digit classes (2 runs calcFIDBatch's K = 2 branch; default all 10)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

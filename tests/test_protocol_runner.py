@@ -26,7 +26,7 @@ from unit_eval.images import load_image
 from unit_eval.protocol_runner import ProtocolRunner, Settings, run_protocol_cli
 from unit_eval.protocol_specs import load_protocol
 
-from .conftest import write_digits
+from .conftest import assert_no_absolute_paths, write_digits
 from .tiny_translator import NoClusterTranslator, TinyTranslator
 
 CPU = torch.device("cpu")
@@ -236,12 +236,13 @@ def _paired(root: Path, n: int = 5, size: int = 32) -> Path:
 def test_pixel_accuracy_model_and_folder(tmp_path):
     ds = resolve_paired(_paired(tmp_path / "maps"))
     spec = load_protocol("unit-maps")
-    res = runner(ds).run(spec)
+    res = runner(ds, model=TinyTranslator(domain_names=["satellite", "map", "other"])).run(spec)
     assert 0 <= res.values["pixel_accuracy"]["mean"] <= 1 and res.n_fake["mean"] == 5
+    assert res.options["target_domain_index"] == 1
     pred = tmp_path / "pred"
     pred.mkdir()
-    for pair in ds.pairs("test"):
-        Image.fromarray(pair.target.load()).save(pred / f"{pair.stem}.png")
+    for pair in ds.pairs("test"):  # the folder's domains sort as (map, satellite): the maps are the pairs' first side
+        Image.fromarray(pair.source.load()).save(pred / f"{pair.stem}.png")
     exact = runner(ds, fake_dir=pred).run(spec)
     assert exact.values["pixel_accuracy"]["mean"] == 1.0
     os.remove(pred / "0.png")
@@ -251,6 +252,114 @@ def test_pixel_accuracy_model_and_folder(tmp_path):
         class NoDomain(TinyTranslator):
             translate_to_domain = None
         runner(ds, model=NoDomain()).run(spec)
+
+
+class TwoGuides(TinyTranslator):
+    """A TUNIT-like model with an EMA and a non-EMA guiding network that cluster differently: the non-EMA one
+    by the true digit (perfect), the EMA one in bands of brightness."""
+
+    def __init__(self, truth: dict[bytes, int], num_domains: int = 3):
+        super().__init__(num_domains=num_domains)
+        self.truth = truth
+
+    @torch.no_grad()
+    def cluster(self, images, ema=True):
+        if ema:
+            return super().cluster(images)
+        from unit_eval.images import float_to_uint8
+
+        keys = float_to_uint8(images).numpy()
+        return torch.tensor([self.truth[k.tobytes()] for k in keys])
+
+    @torch.no_grad()
+    def style(self, images, ema=True):
+        return super().style(images) if ema else -super().style(images)
+
+
+def _truth(ds, split="test") -> dict[bytes, int]:
+    from unit_eval.images import load_image
+
+    return {load_image(p, 32, "bilinear").transpose(2, 0, 1).tobytes(): ci
+            for ci, (c, paths) in enumerate(ds.split(split).items()) for p in paths}
+
+
+def test_cluster_protocol_scores_the_non_ema_guiding_network(digits):
+    """tunit-cluster scores the non-EMA network (the official validation.py passes C); EMA is an explicit option."""
+    ds = resolve_dataset(digits)
+    model = TwoGuides(_truth(ds))
+    default = runner(ds, model=model).run(load_protocol("tunit-cluster"))
+    assert default.values["cluster_acc"]["mean"] == 1.0 and default.options["cluster_network"] == "non-ema"
+    ema = runner(ds, model=model).run(replace(load_protocol("tunit-cluster"), guiding_network="ema"))
+    assert ema.values["cluster_acc"]["mean"] < 1.0 and ema.options["cluster_network"] == "ema"
+    plain = runner(ds, model=TinyTranslator()).run(load_protocol("tunit-cluster"))
+    assert plain.options["cluster_network"].startswith("the model's only network")
+
+
+def test_cluster_protocol_reports_hungarian_only_when_k_hat_equals_k(digits):
+    """As the official code (cluster_eval only when output_k == len(att_to_use)): with K-hat != K there is no
+    Hungarian row; majority accuracy, NMI and IOI remain."""
+    ds = resolve_dataset(digits)
+    res = runner(ds, model=TwoGuides(_truth(ds), num_domains=5)).run(load_protocol("tunit-cluster"))
+    assert set(res.values) == {"cluster_acc_majority", "nmi", "ioi"}
+    assert res.values["cluster_acc_majority"]["mean"] == 1.0 and "K-hat 5 != K 3" in res.options["hungarian"]
+
+
+class MapOracle(TinyTranslator):
+    """Returns the exact ground-truth map of a satellite only when asked for the index of the domain named
+    ``map`` in its ``domain_names``; for any other index it returns the source unchanged."""
+
+    def __init__(self, dataset, domain_names):
+        super().__init__(domain_names=domain_names, num_domains=len(domain_names))
+        self.map_index = domain_names.index("map")
+        sources = {p.stem: p for p in ds_pairs(dataset)}
+        self.maps = {}
+        for pair in sources.values():
+            sat, gt = (pair.source, pair.target) if dataset.domains[1] == "map" else (pair.target, pair.source)
+            self.maps[sat.load().tobytes()] = gt.load()
+        self.asked: list[int] = []
+
+    @torch.no_grad()
+    def translate_to_domain(self, source, domain):
+        self.asked.append(int(domain))
+        if int(domain) != self.map_index:
+            return source.clone()
+        from unit_eval.images import float_to_uint8, uint8_to_float
+
+        keys = float_to_uint8(source).permute(0, 2, 3, 1).numpy()
+        maps = np.stack([self.maps[k.tobytes()] for k in keys])
+        return uint8_to_float(torch.from_numpy(maps).permute(0, 3, 1, 2))
+
+
+def ds_pairs(dataset):
+    return dataset.pairs("test")
+
+
+@pytest.mark.parametrize("names", [["map", "satellite"], ["satellite", "map"], ["a", "b", "map"]])
+def test_maps_protocol_asks_for_the_domain_named_map(tmp_path, names):
+    """unit-maps scores 1.0 with a model that returns the exact map only for the index of the domain named 'map',
+    wherever 'map' sits in domain_names; a trainer ordering folders by name has map = 0."""
+    ds = resolve_paired(_paired(tmp_path / "maps"))
+    assert ds.domains == ("map", "satellite")  # sorted folder names: the pairs run map -> satellite
+    oracle = MapOracle(ds, names)
+    res = runner(ds, model=oracle).run(load_protocol("unit-maps"))
+    assert res.values["pixel_accuracy"]["mean"] == 1.0
+    assert set(oracle.asked) == {names.index("map")} and res.options["target_domain_index"] == names.index("map")
+
+
+def test_maps_protocol_without_domain_names(tmp_path):
+    ds = resolve_paired(_paired(tmp_path / "maps"))
+    spec = load_protocol("unit-maps")
+    with pytest.raises(UnitEvalError, match=r"does not name its domains \(no domain_names\).*--target-domain INDEX"):
+        runner(ds, model=TinyTranslator()).run(spec)
+    with pytest.raises(UnitEvalError, match=r"the model's domains are \['x', 'y'\], none is named 'map'"):
+        runner(ds, model=TinyTranslator(domain_names=["x", "y"])).run(spec)
+    oracle = MapOracle(ds, ["satellite", "map"])
+    oracle.domain_names = None
+    explicit = ProtocolRunner(ds, model=oracle, settings=Settings(device=CPU, batch_size=2, progress=False, target_domain=1))
+    res = explicit.run(spec)
+    assert res.values["pixel_accuracy"]["mean"] == 1.0 and "--target-domain 1" in res.options["target_domain_from"]
+    with pytest.raises(UnitEvalError, match=r"domains 'map' and 'satellite'"):
+        runner(ds, model=oracle).run(replace(spec, target_domain="render"))
 
 
 def test_evaluate_cli_with_fake_extractor(digits, tmp_path, monkeypatch):
@@ -269,7 +378,10 @@ def test_evaluate_cli_with_fake_extractor(digits, tmp_path, monkeypatch):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == len(payload["rows"]) == 2 * (1 + 3) + 2 * 4
     assert {(r["protocol"], r["metric"]) for r in rows} >= {("mfid-small", "mfid"), ("mfid-small", "fid"), ("tunit-cluster", "ioi")}
-    assert all(r["run"] == "tiny" and r["ckpt_sha256"] is None for r in rows)
+    assert all(r["run"] == "tiny" and r["ckpt_sha256"] is None and r["dataset"] == digits.name for r in rows)
+    assert_no_absolute_paths(rows)
+    assert rows[0]["options"]["protocol_file"] == "mfid-small.toml"
+    assert rows[-1]["options"]["protocol_file"] == "unit_eval.protocols/tunit-cluster.toml"
     assert len(list((tmp_path / "png" / "mfid-small" / "seed1").rglob("*.png"))) == 24
     # the mfid command's model path goes through run_protocol_cli
     summary = run_protocol_cli(protocol=str(toml), model_spec=MODEL_SPEC, data=str(digits), seed=0, device="cpu",
@@ -282,6 +394,16 @@ def test_evaluate_cli_with_fake_extractor(digits, tmp_path, monkeypatch):
     assert json.loads(via_mfid.stdout)["mfid"] == pytest.approx(first["mfid"], rel=1e-9)
     bad = CliRunner().invoke(cli, ["evaluate", "--model", MODEL_SPEC, "--protocol", "nope", "--data", str(digits)])
     assert bad.exit_code != 0 and "unknown protocol 'nope'" in str(bad.exception)
+
+
+def test_rows_from_a_checkpoint_and_a_fake_folder_carry_no_paths(digits, tmp_path):
+    ds = resolve_dataset(digits)
+    fake = tmp_path / "fake"
+    write_digits(fake, classes=(0, 1, 2), per_class=4, offset=100, size=32)
+    r = runner(ds, fake_dir=fake, evaluated={"kind": "fake-folder", "folder": fake.name})
+    rows = r.run(SMALL["mfid"]()).rows("x")
+    assert_no_absolute_paths(rows)
+    assert rows[0]["dataset"] == digits.name and rows[0]["options"]["dataset"]["counts"]["train"]["0"] == 6
 
 
 def _toml(name: str, base: str, **changes) -> str:

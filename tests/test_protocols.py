@@ -42,7 +42,8 @@ def test_every_shipped_protocol_loads_and_states_its_source():
     assert isinstance(legacy, LegacyTunitMFID) and legacy.preprocessing == "tunit-legacy" and legacy.fid_batch == 50
     assert specs["tunit-dc"].k == 5
     assert specs["lpips-diversity"].outputs_per_input == 10 and specs["lpips-diversity"].net == "alex"
-    assert specs["unit-maps"].threshold == 16 and specs["unit-maps"].target_domain == 1
+    assert specs["unit-maps"].threshold == 16 and specs["unit-maps"].target_domain == "map"
+    assert specs["tunit-cluster"].guiding_network == "non-ema"  # validation.py scores C, not C_EMA
     assert specs["cluit-mfid"].references_per_input == 10
 
 
@@ -174,6 +175,21 @@ def test_legacy_sampler_matches_calcfidbatch_counts():
     assert 0 < sum(flips.values()) < len(flips)
     other = sample_legacy(val, train_counts, fid_batch=50, seed=0, branch="other")
     assert not any(j.source_flip or j.reference_flip for js in other.jobs.values() for j in js)
+
+
+def test_legacy_sampler_two_classes_copies_the_content_quirk():
+    """clovaai/tunit calcFIDBatch with K = 2 runs one inner iteration and takes x_val_list[j] with j = 0, so both
+    targets get class 0's contents: target 0 is a self-translation (validation.py, the inner_iter == 1 branch)."""
+    val = fabricated(2, 40)
+    plan = sample_legacy(val, {"c0": 60, "c1": 80}, fid_batch=50, seed=0, branch="other")
+    # T = (60 + 80) // 2 = 70, m = 50 // 2 = 25, n = (70 // 25) // 1 = 2; 1 x 2 x 25 = 50 fakes per target
+    assert (plan.target_count, plan.multiples, plan.num_each) == (70, 25, 2)
+    for target in ("c0", "c1"):
+        jobs = plan.jobs[target]
+        assert len(jobs) == 50
+        assert {j.source.parent.name for j in jobs} == {"c0"}
+        assert {j.reference.parent.name for j in jobs} == {target}
+        assert {j.source.name for j in jobs} == {"000.png", "001.png"}
 
 
 def test_legacy_real_sets_and_flips():

@@ -294,8 +294,78 @@ def test_official_checkpoint_layout(tmp_path):
     torch.save({"foo": 1}, tmp_path / "other.ckpt")
     with pytest.raises(UnitEvalError, match="not an official TUNIT checkpoint"):
         adapter.from_official_ckpt(tmp_path / "other.ckpt", img_size=size)
-    with pytest.raises(UnitEvalError, match="unexpected"):  # wrong resolution for this checkpoint
+    with pytest.raises(UnitEvalError, match="does not fit img_size 128; pass the --img-size"):  # wrong resolution
         adapter.from_official_ckpt(tmp_path / "model_4567.ckpt", img_size=128)
+
+
+def _official_ckpt(path, size=32, k=3, sty=16, spread_over=None):
+    """An official-layout .ckpt of random networks; ``spread_over`` (images) centres C's cluster head on them, so
+    that its clusters are not all one (a random head's shared offset puts every image in one cluster)."""
+    torch.manual_seed(4)
+    n_downs = int(round(math.log2(size // 16)))
+    G, C, C_raw = Generator(size, sty), GuidingNet(k, sty), GuidingNet(k, sty)
+    if spread_over is not None:
+        with torch.no_grad():
+            C_raw.eval()
+            h = C_raw.embed(spread_over)
+            C_raw.cluster_head.weight.mul_(1000)
+            C_raw.cluster_head.bias.copy_(-(h @ C_raw.cluster_head.weight.T).mean(0))
+    torch.save({"G_EMA_state_dict": _to_official(G.state_dict(), "generator", n_downs),
+                "C_EMA_state_dict": _to_official(C.state_dict(), "guide", n_downs),
+                "C_state_dict": _to_official(C_raw.state_dict(), "guide", n_downs), "epoch": 1}, path)
+    return G.eval(), C.eval(), C_raw.eval()
+
+
+def test_official_checkpoint_from_the_cli(digits, tmp_path):
+    """unit-eval evaluate --ckpt model.ckpt: the official layout is recognised; --img-size/--k/--sty-dim give what the
+    file cannot tell; tunit-cluster scores its non-EMA guiding network C; rows name the file, not its path."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    for split, offset in (("train", 0), ("test", 40)):
+        write_digits(data / split, classes=(0, 1, 2), per_class=4, offset=offset, size=32)
+    from unit_eval.datasets import resolve_dataset
+    from unit_eval.images import load_image
+    from unit_eval.metrics.cluster import majority_accuracy
+
+    split = resolve_dataset(data).split("test")
+    x = torch.stack([torch.from_numpy(load_image(p, 32, "bilinear")).permute(2, 0, 1) for c in split for p in split[c]])
+    x = x.float() / 127.5 - 1
+    ckpt = tmp_path / "model_4567.ckpt"
+    _, C_ema, C_raw = _official_ckpt(ckpt, spread_over=x)
+    out = tmp_path / "rows.jsonl"
+    base = [sys.executable, "-m", "unit_eval.cli", "evaluate", "--ckpt", str(ckpt), "--protocol", "tunit-cluster",
+            "--data", str(data), "--device", "cpu"]
+    ok = subprocess.run(base + ["--img-size", "32", "--k", "3", "--sty-dim", "16", "--out", str(out), "--json"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["metric"] for r in rows} == {"cluster_acc", "cluster_acc_majority", "nmi", "ioi"}, rows[0]["options"]
+    evaluated = rows[0]["options"]["evaluated"]
+    assert evaluated["kind"] == "official-tunit-ckpt" and evaluated["file"] == "model_4567.ckpt"
+    assert rows[0]["options"]["cluster_network"] == "non-ema" and len(rows[0]["ckpt_sha256"]) == 64
+    # the non-EMA network's clusters, computed here directly
+    with torch.no_grad():
+        pred = C_raw.cluster_logits(x).argmax(1).numpy()
+    assert len(set(pred.tolist())) > 1
+    labels = [i for i, c in enumerate(split) for _ in split[c]]
+    majority = next(r for r in rows if r["metric"] == "cluster_acc_majority")["value"]
+    assert majority == pytest.approx(majority_accuracy(pred, labels))
+    with torch.no_grad():  # and not the EMA network's
+        assert majority != pytest.approx(majority_accuracy(C_ema.cluster_logits(x).argmax(1).numpy(), labels))
+    # wrong guesses: one line each, exit 1, no traceback
+    for extra, message in ((["--img-size", "32", "--sty-dim", "16"], "has 3 clusters, not output_k 10; pass --k 3"),
+                           (["--img-size", "32", "--k", "3"], "style codes have 16 dimensions, not sty_dim 128; pass --sty-dim 16"),
+                           (["--img-size", "64", "--k", "3", "--sty-dim", "16"], "does not fit img_size 64; pass the --img-size")):
+        bad = subprocess.run(base + extra, capture_output=True, text=True)
+        assert bad.returncode == 1 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_official_options_refused_with_a_run_pt(runs):
+    with pytest.raises(UnitEvalError, match="--k apply to official TUNIT .ckpt files only"):
+        load_checkpoint_translator(runs / "a" / "run.pt", official_tunit={"output_k": 5})
 
 
 # ----------------------------------------------------------------------------- bad input

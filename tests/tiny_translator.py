@@ -14,10 +14,12 @@ import torch.nn.functional as F
 
 
 class TinyTranslator:
-    def __init__(self, image_size: int = 32, num_domains: int = 3, device: str | torch.device = "cpu", seed: int = 0):
+    def __init__(self, image_size: int = 32, num_domains: int = 3, device: str | torch.device = "cpu", seed: int = 0,
+                 domain_names: list[str] | None = None):
         g = torch.Generator().manual_seed(seed)
         self.image_size = image_size
         self.num_domains = num_domains
+        self.domain_names = domain_names
         self.device = torch.device(device)
         self.weight = (torch.randn(3, 3, 3, 3, generator=g) * 0.25).to(self.device)
         self.bias = (torch.randn(3, generator=g) * 0.1).to(self.device)

@@ -52,16 +52,30 @@ def load_weights_only(path: str | os.PathLike, refused: str):
         raise UnitEvalError(refused.format(path=path, reason=first[:160])) from None
 
 
+def load_checkpoint(path: str | os.PathLike):
+    """``torch.load(weights_only=True)`` of a run.pt or an official TUNIT ``.ckpt`` (one read, no code runs)."""
+    return load_weights_only(
+        path, "{path} is not a loadable unit-eval checkpoint (refused or unreadable with weights_only=True: {reason})")
+
+
+def is_official_tunit(payload) -> bool:
+    """An official clovaai/tunit checkpoint: ``{C,C_EMA,D,G,G_EMA}_state_dict`` (+ optimisers, epoch)."""
+    return isinstance(payload, dict) and "G_EMA_state_dict" in payload and "C_EMA_state_dict" in payload
+
+
 def load_run(path: str | os.PathLike) -> dict:
     """Load and validate a run.pt; every failure is a one-line ``UnitEvalError``."""
+    return validate_run(load_checkpoint(path), path)
+
+
+def validate_run(payload, path: str | os.PathLike) -> dict:
+    """Check a loaded run.pt's layout and add its ``sha256``; every failure is a one-line ``UnitEvalError``."""
     path = Path(path)
-    payload = load_weights_only(
-        path, "{path} is not a loadable unit-eval checkpoint (refused or unreadable with weights_only=True: {reason})")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         hint = ""
         if isinstance(payload, dict) and any(k.endswith("_state_dict") for k in payload):
-            hint = " (looks like an official TUNIT .ckpt: use unit_eval.baselines.tunit.adapter.from_official_ckpt)"
+            hint = " (it has *_state_dict keys but not G_EMA_state_dict and C_EMA_state_dict, so it is no official TUNIT .ckpt either)"
         raise UnitEvalError(f"{path}: expected format {FORMAT!r}, found {found!r}{hint}")
     if payload.get("model") not in MODELS:
         raise UnitEvalError(f"{path}: unknown model {payload.get('model')!r}; expected one of {', '.join(MODELS)}")

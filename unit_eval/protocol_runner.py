@@ -25,8 +25,8 @@ import torch
 from . import sharding
 from .errors import UnitEvalError
 from .images import float_to_uint8, list_class_folders, list_images, load_image, save_image, uint8_to_float
-from .protocol_specs import (ClassFID, ClusterEval, DensityCoverage, LegacyTunitMFID, LpipsContent, LpipsDiversity,
-                             MapsPixelAccuracy, ProtocolSpec, ReferenceClassFID, load_protocol)
+from .protocol_specs import (PACKAGE, ClassFID, ClusterEval, DensityCoverage, LegacyTunitMFID, LpipsContent,
+                             LpipsDiversity, MapsPixelAccuracy, ProtocolSpec, ReferenceClassFID, load_protocol)
 
 MEAN = "mean"
 
@@ -134,7 +134,9 @@ def sample_legacy(val: dict[str, list[Path]], train_counts: dict[str, int], fid_
     for ti, t in enumerate(classes):
         rng = rng_for(seed, "legacy", "references", ti)
         draws = [rng.permutation(len(val[t]))[:num_each] for _ in range(multiples)]
-        contents = [classes[0]] if k == 1 else [classes[(ti + j + 1) % k] for j in range(k - 1)]
+        # calcFIDBatch's content loop: with one inner iteration (K = 1 or K = 2) it takes x_val_list[j] with j = 0,
+        # so for K = 2 both targets get class 0's contents (target 0 is a self-translation), as in the official code.
+        contents = [classes[0]] if k <= 2 else [classes[(ti + j + 1) % k] for j in range(k - 1)]
         jobs = []
         for c in contents:
             for draw in draws:
@@ -229,6 +231,7 @@ class ProtocolResult:
     n_fake: dict[str, int] = field(default_factory=dict)
     extractor: str | None = None
     options: dict = field(default_factory=dict)
+    dataset: str | None = None
 
     def rows(self, run: str, ckpt_sha256: str | None = None) -> list[dict]:
         from .results import make_row
@@ -236,7 +239,8 @@ class ProtocolResult:
         rows = []
         for metric, per in self.values.items():
             for cls, value in per.items():
-                rows.append(make_row(run=run, protocol=self.protocol, metric=metric, value=value, cls=cls, seed=self.seed,
+                rows.append(make_row(run=run, protocol=self.protocol, metric=metric, value=value, cls=cls,
+                                     dataset=self.dataset, seed=self.seed,
                                      n_real=self.n_real.get(cls, self.n_real.get(MEAN)),
                                      n_fake=self.n_fake.get(cls, self.n_fake.get(MEAN)),
                                      extractor=self.extractor, ckpt_sha256=ckpt_sha256, options=self.options))
@@ -258,6 +262,7 @@ class ProtocolResult:
         out["n_real"] = self.n_real.get(MEAN)
         out["n_fake"] = self.n_fake.get(MEAN)
         out["extractor"] = self.extractor
+        out["dataset"] = self.dataset
         return out
 
 
@@ -320,6 +325,7 @@ class Settings:
     save_images: Path | None = None
     progress: bool = True
     precision: str = "fp32"  # Inception numerics; tf32/bf16 are opt-in fast modes named in every row
+    target_domain: int | None = None  # pixel accuracy: explicit index for a model without domain_names
 
 
 class ProtocolRunner:
@@ -388,8 +394,11 @@ class ProtocolRunner:
         return self.dataset.split(name)
 
     def _options(self, spec: ProtocolSpec, size: int | None, **extra) -> dict:
-        return {"protocol": spec.options(), "protocol_file": spec.file, "image_size": size,
-                "evaluated": self.evaluated, "dataset": self.dataset.describe(), **extra}
+        """What a row records besides its value: every number-moving setting, and the inputs by name, hash and
+        count, never by the absolute paths of this machine."""
+        dataset = {k: v for k, v in self.dataset.describe().items() if k != "root"}
+        return {"protocol": spec.options(), "protocol_file": protocol_file_name(spec.file), "image_size": size,
+                "evaluated": self.evaluated, "dataset": dataset, **extra}
 
     def _require_model(self, spec: ProtocolSpec) -> None:
         from .translator import require
@@ -512,6 +521,10 @@ class ProtocolRunner:
         if isinstance(spec, MapsPixelAccuracy) and not hasattr(self.dataset, "pairs"):
             raise UnitEvalError(f"protocol {spec.name!r} needs a paired dataset (maps, or DIR/test/<source>,<target> "
                                 "with files paired by name)")
+        if isinstance(spec, MapsPixelAccuracy):
+            self._oriented_pairs(spec)
+            if self.model is not None:
+                self._target_index(spec)
         if not isinstance(spec, MapsPixelAccuracy) and not hasattr(self.dataset, "split"):
             raise UnitEvalError(f"protocol {spec.name!r} needs a dataset of image classes")
 
@@ -527,7 +540,9 @@ class ProtocolRunner:
             ClusterEval: self._cluster, ReferenceClassFID: self._reference_class_fid,
             LpipsDiversity: self._diversity, LpipsContent: self._lpips_content, MapsPixelAccuracy: self._pixacc,
         }
-        return handlers[type(spec)](spec, seed)
+        result = handlers[type(spec)](spec, seed)
+        result.dataset = self.dataset.name
+        return result
 
     def _class_fid(self, spec: ClassFID, seed: int) -> ProtocolResult:
         return self._planned_class_fid(spec, seed, lambda: sample_class_fid(
@@ -631,12 +646,15 @@ class ProtocolRunner:
         images = _Images(size, spec.resize_filter, capacity=0)
         pool = _pool(split)
         bs, device = self.settings.batch_size, self.settings.device
+        ema = spec.guiding_network == "ema"
+        cluster_fn, cluster_net = _with_ema(self.model.cluster, ema)
+        style_fn, style_net = _with_ema(self.model.style, ema)
         preds, codes = [], []
         for start in range(0, len(pool), bs):
             x = uint8_to_float(images.uint8([p for _, p in pool[start: start + bs]])).to(device)
             with torch.no_grad():
-                ids = self.model.cluster(x)
-                style = self.model.style(x)
+                ids = cluster_fn(x)
+                style = style_fn(x)
             ids = torch.as_tensor(ids).detach().cpu()
             style = torch.as_tensor(style).detach().cpu()
             if ids.ndim != 1 or ids.shape[0] != x.shape[0] or ids.is_floating_point():
@@ -649,15 +667,24 @@ class ProtocolRunner:
         pred = np.concatenate(preds)
         label = np.array([classes.index(c) for c, _ in pool])
         code = np.concatenate(codes)
-        values = {
-            "cluster_acc": {MEAN: cm.hungarian_accuracy(pred, label)},
-            "cluster_acc_majority": {MEAN: cm.majority_accuracy(pred, label)},
-            "nmi": {MEAN: cm.nmi(pred, label)},
-            "ioi": {MEAN: cm.ioi(code, pred if spec.ioi_groups == "predicted" else label)},
-        }
         n_domains = getattr(self.model, "num_domains", None)
-        options = self._options(spec, size, n_clusters_found=int(len(np.unique(pred))), num_domains=n_domains,
-                                n_classes=len(classes))
+        k_hat = int(n_domains) if isinstance(n_domains, int) else int(pred.max()) + 1
+        values = {}
+        if k_hat == len(classes):  # clovaai/tunit validation.py: cluster_eval only when output_k == len(att_to_use)
+            values["cluster_acc"] = {MEAN: cm.hungarian_accuracy(pred, label)}
+        values["cluster_acc_majority"] = {MEAN: cm.majority_accuracy(pred, label)}
+        values["nmi"] = {MEAN: cm.nmi(pred, label)}
+        groups = pred if spec.ioi_groups == "predicted" else label
+        if len(np.unique(groups)) >= 2:
+            values["ioi"] = {MEAN: cm.ioi(code, groups)}
+            ioi_note = "reported"
+        else:  # a collapsed clustering: the accuracies say so; IOI (a ratio between clusters) does not exist
+            ioi_note = "not reported: every image fell in one cluster, so there is no inter-cluster variance"
+        options = self._options(
+            spec, size, n_clusters_found=int(len(np.unique(pred))), num_domains=n_domains, k_hat=k_hat,
+            n_classes=len(classes), cluster_network=cluster_net, style_network=style_net,
+            hungarian="reported (K-hat = K)" if k_hat == len(classes) else
+            f"not reported: K-hat {k_hat} != K {len(classes)} (as the official code)", ioi=ioi_note)
         return ProtocolResult(spec.name, seed, values, {MEAN: len(pool)}, {}, None, options)
 
     def _reference_class_fid(self, spec: ReferenceClassFID, seed: int) -> ProtocolResult:
@@ -719,13 +746,48 @@ class ProtocolRunner:
         return ProtocolResult(spec.name, seed, {"lpips_content": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
                               self._options(spec, size, pairs="as tunit-mfid (sampling purpose 'class-fid')"))
 
-    def _pixacc(self, spec: MapsPixelAccuracy, seed: int) -> ProtocolResult:
-        from .metrics.pixacc import correct_pixels
+    def _oriented_pairs(self, spec: MapsPixelAccuracy) -> list:
+        """The dataset's ``spec.split`` pairs with the domain named ``spec.target_domain`` as their target side."""
+        from .datasets import Pair
 
+        source, target = self.dataset.domains
+        if spec.target_domain not in (source, target):
+            raise UnitEvalError(f"{spec.name}: translates into the domain named {spec.target_domain!r}, but the paired "
+                                f"dataset {self.dataset.name!r} has domains {source!r} and {target!r}")
         pairs = self.dataset.pairs(spec.split)
         if not pairs:
             raise UnitEvalError(f"{spec.name}: the dataset has no {spec.split} pairs")
+        if spec.target_domain == source:
+            pairs = [Pair(p.stem, p.target, p.source) for p in pairs]
+        return pairs
+
+    def _target_index(self, spec: MapsPixelAccuracy) -> tuple[int, str]:
+        """(index passed to ``translate_to_domain``, how it was found): the position of ``spec.target_domain`` in
+        the model's ``domain_names``, or the explicit ``Settings.target_domain``."""
+        if self.settings.target_domain is not None:
+            index = int(self.settings.target_domain)
+            if index < 0:
+                raise UnitEvalError(f"--target-domain must be a non-negative index, got {index}")
+            return index, f"--target-domain {index} (given explicitly)"
+        names = getattr(self.model, "domain_names", None)
+        if names is None:
+            raise UnitEvalError(
+                f"{spec.name}: the model does not name its domains (no domain_names), so the domain "
+                f"{spec.target_domain!r} cannot be found; give the model domain_names or pass --target-domain INDEX")
+        if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+            raise UnitEvalError(f"{spec.name}: the model's domain_names must be a sequence of strings, got {names!r}")
+        names = list(names)
+        if spec.target_domain not in names:
+            raise UnitEvalError(f"{spec.name}: the model's domains are {names}, none is named {spec.target_domain!r}; "
+                                "pass --target-domain INDEX to choose one explicitly")
+        return names.index(spec.target_domain), f"domain_names {names}"
+
+    def _pixacc(self, spec: MapsPixelAccuracy, seed: int) -> ProtocolResult:
+        from .metrics.pixacc import correct_pixels
+
+        pairs = self._oriented_pairs(spec)
         correct = total = 0
+        extra = {}
         if self.fake_dir is not None:
             found = {p.relative_to(self.fake_dir).with_suffix("").as_posix(): p for p in list_images(self.fake_dir)}
             missing = [p.stem for p in pairs if p.stem not in found]
@@ -745,12 +807,14 @@ class ProtocolRunner:
                 correct, total = correct + c, total + t
         else:
             size = self.image_size
+            index, found_by = self._target_index(spec)
+            extra = {"target_domain_index": index, "target_domain_from": found_by}
             bs, device = self.settings.batch_size, self.settings.device
             for start in range(0, len(pairs), bs):
                 chunk = pairs[start: start + bs]
                 src = torch.from_numpy(np.stack([p.source.load(size, spec.resize_filter) for p in chunk])).permute(0, 3, 1, 2)
                 with torch.no_grad():
-                    out = self.model.translate_to_domain(uint8_to_float(src).to(device), spec.target_domain)
+                    out = self.model.translate_to_domain(uint8_to_float(src).to(device), index)
                 out = self._check_output(out, len(chunk), spec.name)
                 jobs = [Job(p.source.path, None, "pred", p.stem) for p in chunk]
                 self._save(spec, jobs, out)
@@ -760,7 +824,23 @@ class ProtocolRunner:
                     c, t = correct_pixels(pred, gt, spec.threshold)
                     correct, total = correct + c, total + t
         return ProtocolResult(spec.name, seed, {"pixel_accuracy": {MEAN: correct / total}}, {MEAN: len(pairs)},
-                              {MEAN: len(pairs)}, None, self._options(spec, size, n_pixels=total))
+                              {MEAN: len(pairs)}, None, self._options(spec, size, n_pixels=total, **extra))
+
+
+def _with_ema(method: Callable, ema: bool) -> tuple[Callable, str]:
+    """``method`` bound to the guiding network a protocol asks for, and which network that is.
+
+    A model whose method takes ``ema`` (the bundled TUNIT) is called with it; any other model has one network,
+    which is what gets scored (and named so in the row's options)."""
+    import inspect
+
+    try:
+        takes_ema = "ema" in inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        takes_ema = False
+    if takes_ema:
+        return (lambda x: method(x, ema=ema)), ("ema" if ema else "non-ema")
+    return method, "the model's only network (its method takes no ema argument)"
 
 
 def _pil_filter(name: str):
@@ -773,13 +853,21 @@ def _pil_filter(name: str):
 # Entry points used by the CLI
 
 
-def load_model(ckpt: str | None, model_spec: str | None, device: torch.device):
-    """(model, evaluated description, ckpt sha256 or None)."""
+def protocol_file_name(file: str) -> str:
+    """A protocol's file as rows record it: shipped ones by package path, a user's by file name only."""
+    return file if file.startswith(f"{PACKAGE}/") else Path(file).name
+
+
+def load_model(ckpt: str | None, model_spec: str | None, device: torch.device, official_tunit: dict | None = None):
+    """(model, evaluated description, ckpt sha256 or None); ``official_tunit``: see ``load_checkpoint_translator``."""
     from .translator import load_checkpoint_translator, load_user_model
 
     if ckpt:
-        model = load_checkpoint_translator(ckpt, device)
-        return model, {"kind": "checkpoint", "path": str(Path(ckpt).resolve())}, getattr(model, "ckpt_sha256", None)
+        model = load_checkpoint_translator(ckpt, device, official_tunit)
+        evaluated = {"kind": "checkpoint", "file": Path(ckpt).name}
+        if getattr(model, "official_config", None) is not None:
+            evaluated = {"kind": "official-tunit-ckpt", "file": Path(ckpt).name, **model.official_config}
+        return model, evaluated, getattr(model, "ckpt_sha256", None)
     model = load_user_model(model_spec, device)
     return model, {"kind": "model", "spec": model_spec}, getattr(model, "ckpt_sha256", None)
 
@@ -808,8 +896,10 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
              fake: str | None = None, data: str, data_root: str | None = None, seeds: Iterable[int | None] = (None,),
              device: str = "auto", batch_size: int = 32, no_cache: bool = False, out: str | None = None,
              run_name: str | None = None, save_images: str | None = None, progress: bool = True,
-             precision: str = "fp32", extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
-    """Evaluate every protocol for every seed; append rows to ``out`` (JSONL) when given."""
+             precision: str = "fp32", target_domain: int | None = None, official_tunit: dict | None = None,
+             extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
+    """Evaluate every protocol for every seed; append rows to ``out`` (JSONL) when given. ``official_tunit``:
+    ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``."""
     from .device import check_precision, resolve_device
     from .features import FeatureCache
     from .results import append_rows
@@ -823,10 +913,11 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
     seeds = list(seeds) or [None]
     dev = sharding.local_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
     check_precision(precision, dev)
-    model, evaluated, sha = (None, {"kind": "fake-folder", "path": str(Path(fake).resolve())}, None) if fake else \
-        load_model(ckpt, model_spec, dev)
+    model, evaluated, sha = (None, {"kind": "fake-folder", "folder": Path(fake).resolve().name}, None) if fake else \
+        load_model(ckpt, model_spec, dev, official_tunit)
     settings = Settings(device=dev, batch_size=batch_size, cache=FeatureCache(enabled=not no_cache),
-                        save_images=Path(save_images) if save_images else None, progress=progress, precision=precision)
+                        save_images=Path(save_images) if save_images else None, progress=progress, precision=precision,
+                        target_domain=target_domain)
     run = run_name or default_run_name(ckpt, model_spec, fake)
     runners: dict[bool, ProtocolRunner] = {}
     for spec in specs:  # resolve data and check every protocol before generating anything
@@ -854,12 +945,13 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
 def run_protocol_cli(*, protocol: str, ckpt: str | None = None, model_spec: str | None = None, data: str,
                      data_root: str | None = None, seed: int | None = None, device: str = "auto", batch_size: int = 32,
                      no_cache: bool = False, out: str | None = None, run_name: str | None = None,
-                     precision: str = "fp32") -> dict:
+                     precision: str = "fp32", official_tunit: dict | None = None) -> dict:
     """One protocol, one seed, for ``unit-eval mfid --ckpt/--model``: the result summary (``mfid``,
     ``per_class`` for mFID protocols) plus ``rows`` written."""
     results, rows = evaluate([protocol], ckpt=ckpt, model_spec=model_spec, data=data, data_root=data_root,
                              seeds=[seed], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
-                             run_name=run_name, precision=precision, progress=sharding.is_main())
+                             run_name=run_name, precision=precision, progress=sharding.is_main(),
+                             official_tunit=official_tunit)
     summary = results[0].summary()
     summary["run"] = rows[0]["run"] if rows else run_name
     summary["rows"] = len(rows)

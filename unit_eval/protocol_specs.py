@@ -94,6 +94,9 @@ class LegacyTunitMFID(ProtocolSpec):
     n = (T // m) // (K - 1) (T // m when K = 1). Target class t: m draws of n random validation images of t
     (one style code each); contents: the first n validation images of each other class, in the order
     (t+1) % K, (t+2) % K, ...; content i pairs with reference i of each draw; (K-1) * n * m fakes, capped at T.
+    K = 1 and K = 2: the code's single inner iteration takes class 0's contents for every target, so with two
+    classes target 0 is a self-translation (class 0 -> class 0); reproduced, since published two-domain curves
+    (summer2winter) were computed that way.
     ``branch``: ``animal_faces`` (real = every train image; validation images go through the training
     transform, so each is flipped at random once) or ``other`` (real = the first T train images of the class,
     sorted; validation images unflipped); ``auto`` picks ``animal_faces`` for AnimalFaces datasets.
@@ -137,16 +140,23 @@ class ClusterEval(ProtocolSpec):
     """Cluster accuracy (Hungarian one-to-one, majority many-to-one), NMI, and IOI of style codes.
 
     Every ``split`` image goes through ``model.cluster`` (ids) and ``model.style`` (codes) at the model's
-    resolution. ``ioi_groups``: ``predicted`` (IOI over the model's clusters, "of each clustering result",
-    TUNIT Sec. 4.2) or ``labels`` (ground-truth classes).
+    resolution. ``guiding_network``: ``non-ema`` (what clovaai/tunit ``validation/validation.py`` scores:
+    ``cluster_eval(args, C, ...)``, the raw guiding network) or ``ema``; it is passed to the model as
+    ``cluster(images, ema=...)`` / ``style(images, ema=...)`` when those methods take ``ema`` (the bundled
+    TUNIT does), and a model whose methods do not is scored with the one network it has (the row says so).
+    ``ioi_groups``: ``predicted`` (IOI over the model's clusters, "of each clustering result", TUNIT
+    Sec. 4.2) or ``labels`` (ground-truth classes). Hungarian accuracy is reported only when the model's
+    number of clusters K-hat equals the number of classes K (the official code evaluates only then); the
+    majority (many-to-one) accuracy and NMI are reported for any K-hat.
     """
 
     split: str
+    guiding_network: str
     ioi_groups: str
 
     needs: ClassVar[tuple[str, ...]] = ("cluster", "style")
     metrics: ClassVar[tuple[str, ...]] = ("cluster_acc", "cluster_acc_majority", "nmi", "ioi")
-    _choices: ClassVar[dict[str, tuple]] = {"ioi_groups": ("predicted", "labels")}
+    _choices: ClassVar[dict[str, tuple]] = {"ioi_groups": ("predicted", "labels"), "guiding_network": ("non-ema", "ema")}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,14 +221,18 @@ class LpipsContent(ProtocolSpec):
 @dataclass(frozen=True, kw_only=True)
 class MapsPixelAccuracy(ProtocolSpec):
     """UNIT (Sec. 4.1, Fig. 2): every test pair's source goes through ``model.translate_to_domain(source,
-    target_domain)``; pixel accuracy against the paired ground truth: max over RGB of |pred - gt| strictly
-    below ``threshold``, pooled over all pixels of all images (GcGAN's evaluate_maps.py reading).
+    index)``, where ``index`` is the position of the domain *named* ``target_domain`` in the model's
+    ``domain_names`` (never a guessed position: a trainer that orders domains by folder name puts ``map``
+    before ``satellite``); a model without ``domain_names`` needs an explicit index (``--target-domain``).
+    The dataset's pairs are oriented so that their target side is the domain ``target_domain`` (either
+    domain of a paired set may be named). Pixel accuracy against the paired ground truth: max over RGB of
+    |pred - gt| strictly below ``threshold``, pooled over all pixels of all images (GcGAN's evaluate_maps.py reading).
     Resolution: sources resized to the model's resolution with ``resize_filter``; ground truth resized to
     the same resolution with ``target_resize_filter`` (nearest keeps the flat map colours exact); for a
     folder of predictions, the ground truth is resized to each prediction's size instead."""
 
     split: str
-    target_domain: int
+    target_domain: str
     threshold: int
     target_resize_filter: str
 
@@ -273,8 +287,8 @@ def _validate(data: dict, where: str) -> ProtocolSpec:
             raise UnitEvalError(f"{where}: {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if data["seed"] < 0:
         raise UnitEvalError(f"{where}: seed must be non-negative, got {data['seed']}")
-    if kind == "pixel-accuracy" and data["target_domain"] < 0:
-        raise UnitEvalError(f"{where}: target_domain must be non-negative")
+    if kind == "pixel-accuracy" and not data["target_domain"].strip():
+        raise UnitEvalError(f"{where}: target_domain must name a domain (e.g. \"map\")")
     return cls(**data, file=where)
 
 

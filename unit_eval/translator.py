@@ -2,7 +2,9 @@
 
 A translator has ``image_size`` (int), ``num_domains`` (int or None) and
 ``translate(source, reference) -> images`` on float tensors B x 3 x H x W in [-1, 1]. Optional:
-``style(images) -> B x D codes``, ``cluster(images) -> B ids``, ``translate_to_domain(source, domain)``.
+``style(images) -> B x D codes``, ``cluster(images) -> B ids``, ``translate_to_domain(source, domain)``
+(``domain`` an index), and ``domain_names`` (a sequence of str: the domains' names in index order).
+Protocols ask for a domain by name and look its index up in ``domain_names``; they never guess a position.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class Translator(Protocol):
 
 
 OPTIONAL_METHODS = ("style", "cluster", "translate_to_domain")
+OPTIONAL_ATTRIBUTES = ("domain_names",)
 
 
 def require(model, method: str, protocol: str):
@@ -37,11 +40,26 @@ def require(model, method: str, protocol: str):
     return fn
 
 
-def load_checkpoint_translator(path: str | os.PathLike, device: torch.device | str = "cpu"):
-    """Rebuild the bundled baseline stored in a run.pt and return its Translator (eval mode)."""
-    from .checkpoint import load_run
+def load_checkpoint_translator(path: str | os.PathLike, device: torch.device | str = "cpu",
+                               official_tunit: dict | None = None):
+    """Rebuild the bundled baseline stored in a run.pt, or the model of an official TUNIT ``.ckpt``, and return
+    its Translator (eval mode). ``official_tunit`` holds what an official file cannot tell (``img_size``,
+    ``output_k``, ``sty_dim``; unset keys take the official defaults); a run.pt states its own, so giving any
+    of them with one is an error rather than silently ignored."""
+    from .cache import sha256_file
+    from .checkpoint import is_official_tunit, load_checkpoint, validate_run
 
-    run = load_run(path)
+    payload = load_checkpoint(path)
+    given = {k: v for k, v in (official_tunit or {}).items() if v is not None}
+    if is_official_tunit(payload):
+        tunit = importlib.import_module("unit_eval.baselines.tunit.adapter")
+        translator = tunit.from_official_state(payload, path, device=torch.device(device), **given)
+        translator.ckpt_sha256 = sha256_file(path)
+        return translator
+    run = validate_run(payload, path)
+    if given:
+        flags = ", ".join({"img_size": "--img-size", "output_k": "--k", "sty_dim": "--sty-dim"}.get(k, k) for k in given)
+        raise UnitEvalError(f"{flags} apply to official TUNIT .ckpt files only; {path} is a run.pt, which states its own")
     module = importlib.import_module(f"unit_eval.baselines.{run['model']}.adapter")
     translator = module.from_run(run, torch.device(device))
     translator.ckpt_sha256 = run["sha256"]

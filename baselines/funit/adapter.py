@@ -11,6 +11,8 @@
   labels store none and do not offer this method's data (it raises), and ``num_domains`` is None.
   ``set_class_codes`` / ``compute_class_codes`` replace the stored codes, e.g. with the mean codes of
   a protocol's own reference images.
+* ``domain_names``: the training class folders, in code order, while the stored codes are the
+  training classes' (None for a model trained without labels, or once other codes are set).
 """
 from __future__ import annotations
 
@@ -36,6 +38,12 @@ class FUNITTranslator:
     @property
     def device(self) -> torch.device:
         return next(self.gen.parameters()).device
+
+    @property
+    def domain_names(self) -> list[str] | None:
+        if self.class_codes is None or self.class_names is None or len(self.class_names) != self.class_codes.shape[0]:
+            return None
+        return list(self.class_names)
 
     def _prep(self, x: torch.Tensor, what: str) -> torch.Tensor:
         return model_input(x, "funit", what, self.image_size, self.device)
@@ -77,6 +85,7 @@ class FUNITTranslator:
             raise UnitEvalError(f"class codes must be K x {self.latent_dim}, got {tuple(codes.shape)}")
         self.class_codes = codes.to(self.device)
         self.num_domains = codes.shape[0]
+        self.class_names = None  # the new codes are not the training classes'
 
     @torch.no_grad()
     def compute_class_codes(self, images_per_class) -> torch.Tensor:

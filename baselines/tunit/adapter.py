@@ -5,9 +5,12 @@ Methods (images are float B x 3 x S x S in [-1, 1], S = ``image_size``):
 
 - ``translate(source, reference)``: G_ema(source, E_ema style of reference); a single reference
   is broadcast over the sources.
-- ``style(images)``: B x 128 EMA guiding-network style codes.
+- ``style(images, ema=True)``: B x 128 guiding-network style codes (EMA by default, as translation uses).
 - ``cluster(images, ema=True)``: B pseudo-domain ids (argmax of the cluster head); ``ema=False`` uses
-  the non-EMA guiding network, which is what the official cluster-accuracy code evaluates.
+  the non-EMA guiding network, which is what the official cluster-accuracy code evaluates. A model
+  without the non-EMA network (an official ``.ckpt`` lacking ``C_state_dict``) refuses ``ema=False``.
+- ``domain_names``: None. TUNIT's domains are unlabelled clusters, so nothing names them; protocols
+  that ask for a domain by name need an explicit index for this model.
 - ``translate_to_domain(source, domain)``: G_ema with the *average style code of a pseudo-domain*;
   the averages are stored in run.pt by the trainer (EMA guiding network over the training set,
   eval transform) or computed with ``set_domain_styles(images)`` (needed for official checkpoints).
@@ -54,6 +57,7 @@ class TunitTranslator:
         self.domain_counts = domain_counts
         self.batch_size = int(batch_size)
         self.name = "tunit"
+        self.domain_names = None
 
     # ---------------------------------------------------------------- helpers
     def _prep(self, x: torch.Tensor, what: str) -> torch.Tensor:
@@ -68,17 +72,26 @@ class TunitTranslator:
             yield slice(i, min(n, i + self.batch_size))
 
     # ---------------------------------------------------------------- Translator interface
+    def _guide(self, ema: bool) -> GuidingNet:
+        if ema:
+            return self.guide
+        if self.guide_raw is None:
+            raise UnitEvalError("this TUNIT model has no non-EMA guiding network (an official .ckpt without C_state_dict); "
+                                "score the EMA one (guiding_network = \"ema\")")
+        return self.guide_raw
+
     @torch.no_grad()
-    def style(self, images: torch.Tensor) -> torch.Tensor:
+    def style(self, images: torch.Tensor, ema: bool = True) -> torch.Tensor:
+        net = self._guide(ema)
         x = self._prep(images, "images")
         if x.shape[0] == 0:
-            return torch.zeros(0, self.guide.sty_dim, device=self.device)
-        with _eval(self.guide):
-            return torch.cat([self.guide.style(x[s]).float() for s in self._chunks(x.shape[0])])
+            return torch.zeros(0, net.sty_dim, device=self.device)
+        with _eval(net):
+            return torch.cat([net.style(x[s]).float() for s in self._chunks(x.shape[0])])
 
     @torch.no_grad()
     def cluster(self, images: torch.Tensor, ema: bool = True) -> torch.Tensor:
-        net = self.guide if ema or self.guide_raw is None else self.guide_raw
+        net = self._guide(ema)
         x = self._prep(images, "images")
         with _eval(net):
             return torch.cat([net.cluster_logits(x[s]).argmax(1) for s in self._chunks(x.shape[0])])
@@ -151,7 +164,7 @@ def _split(state: dict, prefix: str) -> dict:
 def _load(net: torch.nn.Module, sd: dict, what: str) -> None:
     try:
         net.load_state_dict(sd)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
         raise UnitEvalError(f"TUNIT {what} weights do not match the configuration: {str(exc).splitlines()[0][:200]}") from None
 
 
@@ -183,26 +196,62 @@ def from_run(run: dict, device: torch.device | str = "cpu") -> TunitTranslator:
     return tr
 
 
-def from_official_ckpt(path: str | os.PathLike, img_size: int, sty_dim: int = 128, output_k: int = 10,
+# clovaai/tunit main.py's argument defaults: --img_size 128, --output_k 10, --sty_dim 128.
+OFFICIAL_DEFAULTS = {"img_size": 128, "output_k": 10, "sty_dim": 128}
+
+
+def from_official_ckpt(path: str | os.PathLike, img_size: int = OFFICIAL_DEFAULTS["img_size"],
+                       sty_dim: int = OFFICIAL_DEFAULTS["sty_dim"], output_k: int = OFFICIAL_DEFAULTS["output_k"],
                        device: torch.device | str = "cpu") -> TunitTranslator:
     """Load an official clovaai/tunit ``.ckpt`` (``{C,C_EMA,D,G,G_EMA}_state_dict``, optional ``module.``
     prefixes) with ``weights_only=True``; uses ``G_EMA`` and ``C_EMA`` (and ``C`` for ``cluster(ema=False)``).
 
-    ``img_size``, ``sty_dim`` and ``output_k`` (K-hat) are the official run's arguments; the widths are
-    the official ones (64 below 256 px, 32 from 256 px for G; 64 for the guiding network). The
-    per-domain average styles are not in official checkpoints: call ``set_domain_styles``.
+    ``img_size``, ``sty_dim`` and ``output_k`` (K-hat) are the official run's arguments (defaults: the official
+    ones); the widths are the official ones (64 below 256 px, 32 from 256 px for G; 64 for the guiding network).
+    The per-domain average styles are not in official checkpoints: call ``set_domain_styles``.
     """
     path = Path(path)
     ckpt = load_weights_only(path, "{path} is not loadable with weights_only=True ({reason})")
+    return from_official_state(ckpt, path, img_size=img_size, sty_dim=sty_dim, output_k=output_k, device=device)
+
+
+def _head_shape(state: dict, name: str) -> tuple[int, ...] | None:
+    for key in (name, f"module.{name}"):
+        value = state.get(key)
+        if isinstance(value, torch.Tensor):
+            return tuple(value.shape)
+    return None
+
+
+def from_official_state(ckpt, path: str | os.PathLike, img_size: int = OFFICIAL_DEFAULTS["img_size"],
+                        sty_dim: int = OFFICIAL_DEFAULTS["sty_dim"], output_k: int = OFFICIAL_DEFAULTS["output_k"],
+                        device: torch.device | str = "cpu") -> TunitTranslator:
+    """:func:`from_official_ckpt` on an already loaded checkpoint. ``output_k`` and ``sty_dim`` are checked
+    against the guiding network's heads and ``img_size`` against the generator's layers: a wrong guess is a
+    one-line error that says what the file holds, never a shape traceback."""
+    path = Path(path)
     if not isinstance(ckpt, dict) or "G_EMA_state_dict" not in ckpt or "C_EMA_state_dict" not in ckpt:
         keys = sorted(ckpt)[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise UnitEvalError(f"{path} is not an official TUNIT checkpoint (no G_EMA_state_dict/C_EMA_state_dict; found {keys})")
+    for name in ("G_EMA_state_dict", "C_EMA_state_dict", "C_state_dict"):
+        if name in ckpt and not isinstance(ckpt[name], dict):
+            raise UnitEvalError(f"{path}: {name} is not a state dict")
+    disc, cont = _head_shape(ckpt["C_EMA_state_dict"], "disc.weight"), _head_shape(ckpt["C_EMA_state_dict"], "cont.weight")
+    if disc is not None and disc[0] != int(output_k):
+        raise UnitEvalError(f"{path}: its guiding network has {disc[0]} clusters, not output_k {output_k}; pass --k {disc[0]}")
+    if cont is not None and cont[0] != int(sty_dim):
+        raise UnitEvalError(f"{path}: its style codes have {cont[0]} dimensions, not sty_dim {sty_dim}; pass --sty-dim {cont[0]}")
     img_size = check_img_size(img_size)
     config = {"img_size": img_size, "k": int(output_k), "sty_dim": int(sty_dim), "g_ch": default_width(img_size),
               "e_ch": 64, "mlp_ch": 256, "n_res": 2}
     gen = Generator(img_size=img_size, sty_dim=int(sty_dim), ch=config["g_ch"], n_res=2, mlp_ch=256)
     guide = GuidingNet(k=int(output_k), sty_dim=int(sty_dim), ch=64)
-    _load(gen, official_to_local(ckpt["G_EMA_state_dict"], "generator", img_size), "generator (G_EMA)")
+    wrong_size = (f"{path}: its generator does not fit img_size {img_size}; pass the --img-size it was trained at "
+                  "(a power of two; the official default is 128)")
+    try:
+        _load(gen, official_to_local(ckpt["G_EMA_state_dict"], "generator", img_size), "generator (G_EMA)")
+    except UnitEvalError:
+        raise UnitEvalError(wrong_size) from None
     _load(guide, official_to_local(ckpt["C_EMA_state_dict"], "guide", img_size), "guiding-network (C_EMA)")
     raw = None
     if "C_state_dict" in ckpt:

@@ -38,3 +38,19 @@ precision_option = click.option(
     "--numerics", "precision", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32", show_default=True,
     help="Inception numerics. fp32 reproduces published numbers; tf32 (CUDA) and bf16 are faster and move FID "
          "slightly (measured in benchmarks/README.md); the choice is named in every result row.")
+
+
+def official_tunit_options(fn):
+    """``--img-size``, ``--k``, ``--sty-dim``: what an official TUNIT ``.ckpt`` cannot tell (clovaai/tunit's own
+    defaults when not given); refused with a run.pt, which states its own."""
+    fn = click.option("--sty-dim", type=int, default=None,
+                      help="Official TUNIT .ckpt only: its --sty_dim [default: 128, the official default].")(fn)
+    fn = click.option("--k", "output_k", type=int, default=None,
+                      help="Official TUNIT .ckpt only: its --output_k (K-hat) [default: 10, the official default].")(fn)
+    fn = click.option("--img-size", type=int, default=None,
+                      help="Official TUNIT .ckpt only: its --img_size [default: 128, the official default].")(fn)
+    return fn
+
+
+def official_tunit(img_size, output_k, sty_dim) -> dict:
+    return {"img_size": img_size, "output_k": output_k, "sty_dim": sty_dim}

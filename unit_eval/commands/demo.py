@@ -24,7 +24,7 @@ DEMO_PROTOCOLS: dict[str, dict[str, object]] = {
     "tunit-dc": {"max_fake": 200},
     "tunit-cluster": {},
     "lpips-diversity": {"outputs_per_input": 3, "targets": "one-random"},
-    "unit-maps": {},
+    "unit-maps": {"target_domain": "render"},
 }
 # --smoke: the smallest counts that still run every code path (tests of the demo itself).
 SMOKE_PROTOCOLS: dict[str, dict[str, object]] = {

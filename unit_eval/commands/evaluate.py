@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, info, json_option, precision_option
+from .common import emit, info, json_option, official_tunit, official_tunit_options, precision_option
 
 
 @click.command("evaluate")
-@click.option("--ckpt", type=click.Path(), default=None, help="A run.pt checkpoint of a bundled baseline.")
+@click.option("--ckpt", type=click.Path(), default=None,
+              help="A run.pt checkpoint of a bundled baseline, or an official TUNIT .ckpt (see --img-size, --k, --sty-dim).")
 @click.option("--model", "model_spec", default=None, help="A user model 'module:factory' (Translator interface).")
 @click.option("--fake", type=click.Path(), default=None,
               help="A folder of already generated images (mFID kinds: class subfolders; D&C: any; pixel accuracy: files named by pair).")
@@ -24,10 +25,14 @@ from .common import emit, info, json_option, precision_option
 @click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")
 @click.option("--save-images", type=click.Path(file_okay=False), default=None,
               help="Also write every generated image as PNG under DIR/<protocol>/seed<S>/.")
+@click.option("--target-domain", type=int, default=None,
+              help="Pixel-accuracy protocols: the model's index of the target domain, for a model without domain_names "
+                   "(by default the protocol's target is looked up by name).")
+@official_tunit_options
 @precision_option
 @json_option
 def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, run_name, seeds, device, batch_size, no_cache,
-                     save_images, precision, as_json):
+                     save_images, target_domain, img_size, output_k, sty_dim, precision, as_json):
     """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed).
 
     Under torchrun, generation and feature extraction of the FID and D&C protocols are sharded over the ranks;
@@ -37,7 +42,8 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
 
     results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
                              seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
-                             run_name=run_name, save_images=save_images, precision=precision, progress=is_main())
+                             run_name=run_name, save_images=save_images, precision=precision, progress=is_main(),
+                             target_domain=target_domain, official_tunit=official_tunit(img_size, output_k, sty_dim))
     if not is_main():
         return
     if out:

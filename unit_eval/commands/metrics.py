@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option, precision_option
+from .common import emit, json_option, official_tunit, official_tunit_options, precision_option
 
 ROW_KEYS = ("fid", "mfid", "density", "coverage", "precision", "recall", "lpips", "lpips_diversity", "pixel_accuracy")
 
@@ -46,13 +46,15 @@ def _cache(no_cache):
     return None if no_cache else FeatureCache()
 
 
-def _append(out, run_name, protocol, result, extractor, size, resize_filter, options=None, per_class_key=None):
+def _append(out, run_name, protocol, result, extractor, size, resize_filter, options=None, per_class_key=None,
+            dataset=None):
+    """Rows of a folder command; ``dataset`` is the real folder's name (rows carry names, never paths)."""
     if not out:
         return
     from ..results import append_rows, make_row
 
     common = dict(run=run_name, protocol=protocol, seed=None, extractor=extractor.describe() if extractor else None,
-                  options={"size": size, "resize_filter": resize_filter if size else None, **(options or {})})
+                  dataset=dataset, options={"size": size, "resize_filter": resize_filter if size else None, **(options or {})})
     rows = []
     n_real, n_fake = result.get("n_real"), result.get("n_fake")
     for key in ROW_KEYS:
@@ -81,24 +83,26 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
-    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter)
+    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter, dataset=_name(real))
     emit(result, as_json, f"FID {result['fid']:.4f} ({result['n_real']} real, {result['n_fake']} fake)")
 
 
 @click.command("mfid")
 @click.option("--real", type=click.Path(), default=None, help="Folder with one subfolder of real images per class.")
 @click.option("--fake", type=click.Path(), default=None, help="Folder with the same class subfolders of generated images.")
-@click.option("--ckpt", type=click.Path(), default=None, help="Evaluate a run.pt instead of a fake folder.")
+@click.option("--ckpt", type=click.Path(), default=None,
+              help="Evaluate a run.pt (or an official TUNIT .ckpt, see --img-size, --k, --sty-dim) instead of a fake folder.")
 @click.option("--model", "model_spec", default=None, help="Evaluate a user model 'module:factory' (Translator interface).")
 @click.option("--data", default=None, help="Dataset name or class-folder path (with --ckpt/--model).")
 @click.option("--data-root", default=None, help="Root for named datasets (default $UNIT_EVAL_DATA or ./data).")
 @click.option("--protocol", default="tunit-mfid", show_default=True, help="Protocol for --ckpt/--model.")
 @click.option("--seed", type=int, default=None, help="Protocol seed (default: the protocol's).")
+@official_tunit_options
 @extractor_options
 @results_options
 @json_option
-def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, size, resize_filter, batch_size, device,
-                 workers, no_cache, precision, out, run_name, as_json):
+def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, img_size, output_k, sty_dim, size,
+                 resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
     """Class-wise mean FID: --real/--fake class folders, or --ckpt run.pt (or --model) with --data."""
     from ..errors import UnitEvalError
 
@@ -110,7 +114,7 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
         result = run_protocol_cli(protocol=protocol, ckpt=ckpt, model_spec=model_spec, data=data or real,
                                   data_root=data_root, seed=seed, device=device, batch_size=batch_size,
                                   no_cache=no_cache, out=out if _is_main() else None, run_name=run_name,
-                                  precision=precision)
+                                  precision=precision, official_tunit=official_tunit(img_size, output_k, sty_dim))
         if "mfid" not in result:
             raise UnitEvalError(f"protocol {protocol!r} does not report mfid")
         if _is_main():
@@ -125,7 +129,8 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
-    _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class")
+    _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class",
+            dataset=_name(real))
     emit(result, as_json, _mfid_text(result))
 
 
@@ -156,7 +161,7 @@ def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, 
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
-    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k})
+    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k}, dataset=_name(real))
     emit(result, as_json, " ".join(f"{m} {result[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
 
 
