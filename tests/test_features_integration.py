@@ -129,17 +129,63 @@ def test_feature_cache_hit_and_invalidation(extractor, tmp_path, digits_real):
     cache = FeatureCache(tmp_path / "cache")
     paths = list_images(folder)
     first = cache.features(paths, extractor)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
     np.testing.assert_array_equal(cache.features(paths, extractor), first)  # hit
     key = cache.key(paths, extractor, None, "bicubic")
     os.utime(paths[0], ns=(1, 1))  # a changed file changes the key
     assert cache.key(paths, extractor, None, "bicubic") != key
     assert cache.key(paths, extractor, 16, "bicubic") != cache.key(paths, extractor, 16, "nearest")
     # A corrupt entry is recomputed, not trusted.
-    entry = tmp_path / "cache" / f"{cache.key(paths, extractor, None, 'bicubic')}.npy"
+    entry = tmp_path / "cache" / f"{cache.key(paths, extractor, None, 'bicubic')}.npz"
     cache.features(paths, extractor)
     entry.write_bytes(b"garbage")
     np.testing.assert_array_equal(cache.features(paths, extractor), first)
+
+
+def _tampered_entry(cache, paths, extractor, folder):
+    """Fill the cache, then change one value of the entry, keeping it a valid .npz with its old checksum."""
+    first = cache.features(paths, extractor)
+    (entry,) = folder.glob("*.npz")
+    with np.load(entry) as data:
+        feats, stored = data["features"].copy(), data["sha256"]
+    feats[0, 0] += 0.5
+    np.savez(entry, features=feats, sha256=stored)
+    return first, entry
+
+
+def test_feature_cache_refuses_an_altered_but_valid_entry(extractor, tmp_path, digits_real, capsys):
+    """One value of a cached array changed, the file still a valid .npz with its old checksum: the next read is a
+    miss (one line on stderr) and the entry is rebuilt, never a silently different FID."""
+    cache = FeatureCache(tmp_path / "cache")
+    paths = list_images(digits_real / "0")
+    first, entry = _tampered_entry(cache, paths, extractor, tmp_path / "cache")
+    capsys.readouterr()
+    again = cache.features(paths, extractor)
+    np.testing.assert_array_equal(again, first)
+    err = capsys.readouterr().err
+    assert f"feature cache entry {entry.name} fails its checksum (altered or corrupt); recomputing it" in err
+    assert len(err.strip().splitlines()) == 1
+    with np.load(entry) as data:  # rebuilt
+        np.testing.assert_array_equal(data["features"], first)
+    assert oct(entry.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # group-shared caches stay readable
+
+
+def test_mutation_without_the_checksum_the_altered_entry_is_trusted(extractor, tmp_path, digits_real, monkeypatch):
+    """The mutation check, in the suite: with the checksum dropped (every array hashes alike), the altered entry of
+    the test above is returned as is; so the checksum is what refuses it."""
+    from unit_eval import features as features_module
+
+    monkeypatch.setattr(features_module, "array_sha256", lambda array: "no checksum")
+    cache = FeatureCache(tmp_path / "cache")
+    paths = list_images(digits_real / "0")
+    first, _ = _tampered_entry(cache, paths, extractor, tmp_path / "cache")
+    assert not np.array_equal(cache.features(paths, extractor), first)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_bf16_fast_mode_is_named_keyed_and_close_to_fp32(extractor, digits_real, digits_fake, tmp_path):

@@ -172,7 +172,7 @@ def test_feature_cache_hit_and_invalidation(digits, tmp_path, monkeypatch):
     ds = resolve_dataset(digits)
     first: dict = {}
     v1 = runner(ds, cache=cache, extractors=first).run(SMALL["mfid"]()).values
-    assert first["tf1-bilinear"].files_calls == 18 and len(list((tmp_path / "cache").glob("*.npy"))) == 3
+    assert first["tf1-bilinear"].files_calls == 18 and len(list((tmp_path / "cache").glob("*.npz"))) == 3
     again: dict = {}
     v2 = runner(resolve_dataset(digits), cache=cache, extractors=again).run(SMALL["mfid"]()).values
     assert again["tf1-bilinear"].files_calls == 0 and v1 == v2  # every real set came from the cache
@@ -182,18 +182,18 @@ def test_feature_cache_hit_and_invalidation(digits, tmp_path, monkeypatch):
     third: dict = {}
     runner(resolve_dataset(digits), cache=cache, extractors=third).run(SMALL["mfid"]())
     assert third["tf1-bilinear"].files_calls == 6  # only class 1 got a new key
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 4
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 4
     # legacy real sets: the flip pattern (seeded) is part of the key
     legacy: dict = {}
     r = runner(resolve_dataset(digits), cache=cache, extractors=legacy)
     r.run(SMALL["legacy"](), seed=0)
-    n0 = len(list((tmp_path / "cache").glob("*.npy")))
+    n0 = len(list((tmp_path / "cache").glob("*.npz")))
     r.run(SMALL["legacy"](), seed=0)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == n0
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == n0
     calls = legacy["tunit-legacy"].batch_calls
     runner(resolve_dataset(digits), cache=cache, extractors={}).run(SMALL["legacy"](), seed=0)
     r.run(SMALL["legacy"](), seed=1)
-    assert len(list((tmp_path / "cache").glob("*.npy"))) > n0 and legacy["tunit-legacy"].batch_calls > calls
+    assert len(list((tmp_path / "cache").glob("*.npz"))) > n0 and legacy["tunit-legacy"].batch_calls > calls
 
 
 def test_missing_method_and_folder_errors(digits, tmp_path):
@@ -441,7 +441,7 @@ def test_end_to_end_with_real_inception(digits, tmp_path, monkeypatch):
     assert m[(0, "mean")]["n_fake"] == 8 and m[(0, "3")]["n_fake"] == 4 and m[(0, "3")]["n_real"] == 5
     assert m[(0, "mean")]["value"] > 0 and m[(0, "mean")]["value"] != m[(1, "mean")]["value"]
     # the real sets went into the feature cache (one entry per class)
-    assert len(list((tmp_path / "cache" / "features").glob("*.npy"))) == 2
+    assert len(list((tmp_path / "cache" / "features").glob("*.npz"))) == 2
 
 
 def test_fast_numerics_are_checked_before_any_work(tmp_path):

@@ -256,7 +256,7 @@ def test_two_process_gloo_sharding_with_stand_in_extractor(tmp_path):
     assert reports[1]["calls_extract"] == [mine[1], mine[1], mine[1]]  # then an empty shard: no extraction
     assert reports[0]["miss_calls"] == [mine[0]] and reports[1]["miss_calls"] == [mine[1]]
     assert len(reports[0]["writes"]) == 1 and reports[1]["writes"] == []  # only rank 0 writes the cache
-    assert len(list((folder / "cache").glob("*.npy"))) == 1
+    assert len(list((folder / "cache").glob("*.npz"))) == 1
 
     # folder_fid / folder_mfid / folder_prdc under torchrun equal the single-process results
     single = json.loads(json.dumps(folder_results(real, fake)))
@@ -323,7 +323,7 @@ def test_torchrun_cli_equals_single_process(tmp_path, monkeypatch, capsys):
         else:
             env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
             fid, dc = _torchrun_json(fid_args, tmp_path, env), _torchrun_json(dc_args, tmp_path, env)
-        cached = sorted((tmp_path / f"cache-{label}" / "features").glob("*.npy"))
+        cached = sorted((tmp_path / f"cache-{label}" / "features").glob("*.npz"))
         outs[label] = fid, dc, [np.load(p) for p in cached], results.read_text().splitlines()
 
     (fid1, dc1, cache1, rows1), (fid2, dc2, cache2, rows2) = outs["single"], outs["dist"]

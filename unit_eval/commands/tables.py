@@ -2,33 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from ..cache import atomic_write_text
 from ..errors import UnitEvalError
-from ..results import read_rows
-from .common import emit, info, json_option
+from ..results import check_writable, read_rows
+from .common import emit, info, json_option, writable_out
 
 _SUFFIX_FORMATS = {".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".csv": "csv"}
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]]:
@@ -65,7 +48,7 @@ def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]
 @click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
 @click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
 @click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Write the table to this file instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False), callback=writable_out, help="Write the table to this file instead of stdout.")
 def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, caption, label, out):
     """Leaderboard table from result files: one row per run, one column per metric.
 
@@ -101,7 +84,7 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
         dc_cell=dc_cell,
     )
     if out:
-        write_atomic(out, text)
+        atomic_write_text(out, text)
         info(f"wrote {out}")
     else:
         click.echo(text, nl=False)
@@ -130,6 +113,8 @@ def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
     from ..check import compare, parse_tolerance, render_markdown
 
     tolerances = dict(parse_tolerance(spec, default_rtol=rtol) for spec in tols)
+    if update:
+        check_writable(baseline, "--baseline")
     new_rows = read_rows(results)
     comparison = None
     if Path(baseline).exists():
@@ -150,7 +135,7 @@ def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
 
     if update:
         existed = Path(baseline).exists()
-        write_atomic(baseline, "".join(json.dumps(row) + "\n" for row in new_rows))
+        atomic_write_text(baseline, "".join(json.dumps(row) + "\n" for row in new_rows))
         info(f"baseline {'updated' if existed else 'created'}: {baseline}")
         return
     if not comparison.passed:
