@@ -204,3 +204,38 @@ def test_round_off_distances_of_copies_follow_sklearn(fake_is):
     fake = real if fake_is == "same object" else real.copy()
     for k in (3, 5):
         assert_equals_prdc(compute_prdc(real, fake, k=k), reference(real, fake, k), f"k={k}")
+
+
+# The mutation check, in the suite: each of the three strict comparisons of unit_eval/metrics/prdc.py turned into
+# `<=` in a copy of the module must make the fuzz above find a difference from prdc.
+MUTATIONS = {
+    "real balls (precision, density)": ("inside_real = dist < real_radii[r, None]", "inside_real = dist <= real_radii[r, None]"),
+    "fake balls (recall)": ("(dist < fake_radii[None, cols])", "(dist <= fake_radii[None, cols])"),
+    "coverage": ("(real_nearest_fake < real_radii)", "(real_nearest_fake <= real_radii)"),
+}
+
+
+def mutated_compute_prdc(original: str, mutant: str):
+    import importlib.util
+    import inspect
+
+    import unit_eval.metrics.prdc as module
+
+    source = inspect.getsource(module)
+    assert source.count(original) == 1, f"the comparison {original!r} moved; update MUTATIONS"
+    spec = importlib.util.spec_from_loader("unit_eval.metrics._prdc_mutant", loader=None)
+    mutant_module = importlib.util.module_from_spec(spec)
+    mutant_module.__package__ = "unit_eval.metrics"
+    exec(compile(source.replace(original, mutant), module.__file__, "exec"), mutant_module.__dict__)
+    return mutant_module.compute_prdc
+
+
+@pytest.mark.parametrize("mutation", list(MUTATIONS))
+def test_fuzz_catches_each_strict_comparison_made_loose(mutation):
+    compute = mutated_compute_prdc(*MUTATIONS[mutation])
+    for case in range(FUZZ_CASES):
+        real, fake, k, _, what = fuzz_case(case)
+        ours, ref = compute(real, fake, k=k), reference(real, fake, k)
+        if any(abs(ours[key] - float(ref[key])) > 1e-9 for key in KEYS):
+            return
+    pytest.fail(f"no fuzz case tells `{MUTATIONS[mutation][1]}` from prdc")

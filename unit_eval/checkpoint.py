@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -44,12 +45,24 @@ def load_weights_only(path: str | os.PathLike, refused: str):
     with ``{path}`` and ``{reason}`` (the first line of torch's error)."""
     path = Path(path)
     if not path.is_file():
-        raise UnitEvalError(f"checkpoint not found: {path}")
+        raise UnitEvalError(f"checkpoint not found: {path}" if not path.exists() else f"{path} is not a file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnitEvalError(refused.format(path=path, reason=first[:160])) from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line is enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            reason = "it holds pickled objects or code, and only tensors and plain containers are accepted"
+        else:
+            reason = _first_line(exc)
+        raise UnitEvalError(refused.format(path=path, reason=reason)) from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError, IndexError) as exc:
+        raise UnitEvalError(refused.format(path=path, reason=_first_line(exc))) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def load_checkpoint(path: str | os.PathLike):

@@ -8,13 +8,22 @@ import torch
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    from .errors import UnitEvalError
+
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UnitEvalError(f"unknown device {str(device)!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UnitEvalError(f"device {str(device)!r} is not supported; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        from .errors import UnitEvalError
-
-        raise UnitEvalError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise UnitEvalError(f"device {str(device)!r} requested but CUDA is not available; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UnitEvalError(f"device {str(device)!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UnitEvalError(f"device {str(device)!r} requested but MPS is not available; use --device cpu")
     return dev
 
 

@@ -5,7 +5,7 @@ FID, mFID and D&C shard their feature extraction automatically when launched wit
 """
 from __future__ import annotations
 
-import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +58,19 @@ def class_statistics(extractor: InceptionFeatures, folder, size, resize_filter, 
             for name, paths in list_class_folders(folder).items()}
 
 
+def class_names(folder) -> list[str] | None:
+    """The class subfolders' names as :func:`~unit_eval.images.list_class_folders` sees them (hidden ones such as
+    ``.ipynb_checkpoints`` skipped), or None when ``folder`` is no folder (that error comes later, with the path)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
                 cache: FeatureCache | None = None) -> dict:
-    real_classes = sorted(p.name for p in Path(real).iterdir() if p.is_dir()) if Path(real).is_dir() else None
-    fake_classes = sorted(p.name for p in Path(fake).iterdir() if p.is_dir()) if Path(fake).is_dir() else None
+    real_classes = class_names(real)
+    fake_classes = class_names(fake)
     if real_classes is not None and fake_classes is not None and set(real_classes) != set(fake_classes):
         raise UnitEvalError(
             f"class sets differ: only in real {sorted(set(real_classes) - set(fake_classes))}, "
@@ -151,22 +160,45 @@ def folder_pixacc(pred_dir, gt_dir, threshold: int = pixacc.DEFAULT_THRESHOLD, s
     return {"pixel_accuracy": value, "n_images": len(pairs), "threshold": threshold}
 
 
-def read_cluster_csv(path) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(path: Path):
     import pandas as pd
 
-    path = Path(path)
     if not path.is_file():
         raise UnitEvalError(f"file not found: {path}")
     try:
         table = pd.read_csv(path)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise UnitEvalError(f"cannot read CSV {path}: {str(exc).splitlines()[0]}") from None
+    except pd.errors.EmptyDataError:
+        raise UnitEvalError(f"{path} is empty; expected a CSV with a header row") from None
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnitEvalError(f"cannot read CSV {path}: {first}") from None
+    if table.empty:
+        raise UnitEvalError(f"{path} has a header but no rows")
+    return table
+
+
+def _integer_ids(column, path: Path, name: str) -> np.ndarray:
+    """Cluster ids or labels: integers, or names (strings); anything else (floats, mixed) is refused."""
+    import pandas as pd
+
+    if pd.api.types.is_integer_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return column.to_numpy()
+    if (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)) and all(isinstance(v, str) for v in column):
+        return column.to_numpy().astype(str)
+    example = column.iloc[0]
+    example = example.item() if hasattr(example, "item") else example
+    raise UnitEvalError(f"{path}: column {name!r} must hold integer ids or names, got {column.dtype} (e.g. {example!r})")
+
+
+def read_cluster_csv(path) -> tuple[np.ndarray, np.ndarray]:
+    path = Path(path)
+    table = _read_csv(path)
     missing = [c for c in ("pred", "label") if c not in table.columns]
     if missing:
         raise UnitEvalError(f"{path} lacks column(s) {missing}; expected columns 'pred' and 'label'")
     if table[["pred", "label"]].isna().any().any():
         raise UnitEvalError(f"{path} has empty pred/label cells")
-    return table["pred"].to_numpy(), table["label"].to_numpy()
+    return _integer_ids(table["pred"], path, "pred"), _integer_ids(table["label"], path, "label")
 
 
 def cluster_scores(pred, label) -> dict:
@@ -186,13 +218,30 @@ def read_codes(path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise UnitEvalError(f"file not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if "codes" not in data or "clusters" not in data:
-                raise UnitEvalError(f"{path} must hold arrays 'codes' (N x D) and 'clusters' (N)")
-            return data["codes"], data["clusters"]
-    import pandas as pd
-
-    table = pd.read_csv(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "codes" not in data or "clusters" not in data:
+                    raise UnitEvalError(f"{path} must hold arrays 'codes' (N x D) and 'clusters' (N)")
+                codes, clusters = data["codes"], data["clusters"]
+        except ValueError as exc:  # object arrays (they need pickle, which is never allowed) and malformed members
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UnitEvalError(f"cannot read {path}: {first}") from None
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise UnitEvalError(f"cannot read {path}: not a valid .npz ({type(exc).__name__})") from None
+        if codes.dtype.kind not in "biuf" or codes.ndim != 2:
+            raise UnitEvalError(f"{path}: 'codes' must be an N x D numeric array, got {codes.dtype} {codes.shape}")
+        if clusters.dtype.kind not in "biuU" or clusters.ndim != 1:
+            raise UnitEvalError(f"{path}: 'clusters' must be N integer ids or names, got {clusters.dtype} {clusters.shape}")
+        return codes.astype(np.float64), clusters
+    table = _read_csv(path)
     if "cluster" not in table.columns:
         raise UnitEvalError(f"{path} lacks a 'cluster' column (the other columns are the code)")
-    return table.drop(columns=["cluster"]).to_numpy(dtype=np.float64), table["cluster"].to_numpy()
+    codes = table.drop(columns=["cluster"])
+    if codes.shape[1] == 0:
+        raise UnitEvalError(f"{path} has no code columns besides 'cluster'")
+    import pandas as pd
+
+    bad = [c for c in codes.columns if not pd.api.types.is_numeric_dtype(codes[c]) or pd.api.types.is_bool_dtype(codes[c])]
+    if bad or codes.isna().any().any():
+        raise UnitEvalError(f"{path}: code columns must be numbers without gaps; {bad[0] if bad else 'a cell'!r} is not")
+    return codes.to_numpy(dtype=np.float64), _integer_ids(table["cluster"], path, "cluster")

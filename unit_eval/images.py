@@ -1,11 +1,16 @@
 """Image folders: recursive scanning, robust decoding to RGB uint8, optional resizing.
 
-Every supported file (png, jpg, jpeg, bmp, webp; grayscale, palette, RGBA, 16-bit) becomes an
-H x W x 3 uint8 array. Unreadable files and empty or missing folders raise one-line ``UnitEvalError``s.
+Every supported file (png, jpg, jpeg, bmp, webp, tif, tiff, pgm, ppm: pytorch-fid's set; grayscale,
+palette, RGBA, 16-bit) becomes an H x W x 3 uint8 array. Unreadable files, decompression bombs and empty
+or missing folders raise one-line ``UnitEvalError``s. What is decoded but worth knowing (an animated
+image's first frame is used; a tiny image; a very large one) is said once per kind on stderr
+(:func:`note`), by the process that shows the user's output (decoding workers hand their notes back).
 """
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +18,18 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import UnitEvalError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+# An image whose shorter side is below this is far below any extractor's input (Inception: 299 px).
+TINY_SIDE = 16
+
+_NOTED: set[str] = set()
+
+
+def note(kind: str, message: str) -> None:
+    """Say ``message`` on stderr, once per ``kind`` in this process."""
+    if kind not in _NOTED:
+        _NOTED.add(kind)
+        print(f"unit-eval: {message}", file=sys.stderr, flush=True)
 
 # Name -> PIL filter. Recorded in results so a number says how its images were resized.
 RESIZE_FILTERS = {
@@ -75,15 +91,41 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(path: str | os.PathLike, size: int | None = None, resize_filter: str = "bicubic") -> np.ndarray:
-    """Decode one image to H x W x 3 uint8 (optionally resized to size x size)."""
+def load_image(path: str | os.PathLike, size: int | None = None, resize_filter: str = "bicubic",
+               notes: dict[str, str] | None = None) -> np.ndarray:
+    """Decode one image to H x W x 3 uint8 (optionally resized to size x size).
+
+    Notes (animated, tiny or very large image) go into ``notes`` ({kind: message}) when given, else to
+    :func:`note`."""
     path = Path(path)
+    found: dict[str, str] = {}
     try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = _to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if getattr(img, "n_frames", 1) > 1:
+                    found["animated"] = (f"{path} is animated ({img.n_frames} frames); its first frame is used "
+                                         "(said once; other animated images are read the same way)")
+                img.load()
+                rgb = _to_rgb(img)
+        if any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught):
+            found["large"] = (f"{path} is {rgb.size[0]}x{rgb.size[1]} px, above PIL's decompression-bomb warning "
+                              "limit; decoded anyway (said once)")
+    except Image.DecompressionBombError:
+        raise UnitEvalError(f"cannot read image {path}: it is larger than PIL's decompression-bomb limit "
+                            f"({Image.MAX_IMAGE_PIXELS * 2} pixels); refusing to decode it") from None
+    except UnidentifiedImageError:
+        raise UnitEvalError(f"cannot read image {path}: not an image format PIL can decode (corrupt or mislabelled)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnitEvalError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if min(rgb.size) < TINY_SIDE:
+        found["tiny"] = (f"{path} is only {rgb.size[0]}x{rgb.size[1]} px; metrics resize it far up (Inception to 299 px), "
+                         "so its score says little (said once)")
+    for kind, message in found.items():
+        if notes is not None:
+            notes.setdefault(kind, message)
+        else:
+            note(kind, message)
     if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), resample=resize_filter_of(resize_filter))
     arr = np.array(rgb, dtype=np.uint8)  # writable copy: torch.from_numpy needs one

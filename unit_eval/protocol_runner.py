@@ -897,13 +897,17 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
              device: str = "auto", batch_size: int = 32, no_cache: bool = False, out: str | None = None,
              run_name: str | None = None, save_images: str | None = None, progress: bool = True,
              precision: str = "fp32", target_domain: int | None = None, official_tunit: dict | None = None,
-             extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
-    """Evaluate every protocol for every seed; append rows to ``out`` (JSONL) when given. ``official_tunit``:
-    ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``."""
+             save: bool = True, extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
+    """Evaluate every protocol for every seed; append the rows to ``out`` (JSONL) when given, all at once after
+    the last evaluation (a failure appends nothing and says which evaluations it had finished). ``out`` is
+    checked before any work; ``save=False`` leaves the appending to the caller (the CLI prints first).
+    ``official_tunit``: ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``."""
     from .device import check_precision, resolve_device
     from .features import FeatureCache
-    from .results import append_rows
+    from .results import append_rows, check_writable
 
+    if out:
+        check_writable(out)
     given = [x for x in (ckpt, model_spec, fake) if x]
     if len(given) != 1:
         raise UnitEvalError("give exactly one of --ckpt run.pt, --model module:factory, --fake DIR")
@@ -931,14 +935,19 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
                 runners[paired]._extractors, runners[paired]._lpips = other._extractors, other._lpips
         runners[paired].check(spec)
     results, rows = [], []
-    for spec in specs:
-        for seed in seeds:
+    jobs = [(spec, seed) for spec in specs for seed in seeds]
+    for i, (spec, seed) in enumerate(jobs):
+        try:
             result = runners[isinstance(spec, MapsPixelAccuracy)].run(spec, seed)
-            new = result.rows(run, sha)
-            if out and sharding.is_main():  # under torchrun every rank holds the result; rank 0 writes it
-                append_rows(out, new)
-            results.append(result)
-            rows.extend(new)
+        except UnitEvalError as exc:
+            where = f"{spec.name}, seed {spec.seed if seed is None else seed}"
+            lost = (f"; nothing was appended to {out} ({len(results)} finished evaluation(s) not saved)"
+                    if out and results else "")
+            raise UnitEvalError(f"{exc} (evaluation {i + 1} of {len(jobs)}: {where}){lost}") from None
+        results.append(result)
+        rows.extend(result.rows(run, sha))
+    if out and save and sharding.is_main():  # under torchrun every rank holds the results; rank 0 writes them
+        append_rows(out, rows)
     return results, rows
 
 
@@ -952,6 +961,11 @@ def run_protocol_cli(*, protocol: str, ckpt: str | None = None, model_spec: str 
                              seeds=[seed], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
                              run_name=run_name, precision=precision, progress=sharding.is_main(),
                              official_tunit=official_tunit)
+    return protocol_summary(results, rows, run_name)
+
+
+def protocol_summary(results: list[ProtocolResult], rows: list[dict], run_name: str | None) -> dict:
+    """The first result's summary with the run name and the number of rows (``unit-eval mfid --ckpt``)."""
     summary = results[0].summary()
     summary["run"] = rows[0]["run"] if rows else run_name
     summary["rows"] = len(rows)

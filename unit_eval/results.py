@@ -55,35 +55,99 @@ def make_row(
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> int:
-    """Append rows to a JSONL file (created with its folder if needed); returns how many were written."""
+    """Append rows to a JSONL file (created with its folder if needed), whole or not at all; returns how many.
+
+    All lines go out in one locked append; if the write fails part way (disk full), the file is cut back to its
+    previous length, so a reader never sees half a row set. A last line without its newline (a file edited by
+    hand) is ended first, so the new rows never merge into it."""
+    import fcntl
+
     path = Path(path)
+    check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(row, sort_keys=False) + "\n" for row in rows]
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.writelines(lines)
+    try:
+        lines = [json.dumps(row, sort_keys=False, allow_nan=False) + "\n" for row in rows]
+    except ValueError:
+        raise UnitEvalError(f"a result row holds NaN or infinity; nothing was appended to {path}") from None
+    if not lines:
+        return 0
+    data = "".join(lines).encode("utf-8")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise UnitEvalError(f"cannot append to {path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, size)
+            raise
+    except OSError as exc:
+        raise UnitEvalError(f"cannot append to {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     return len(lines)
+
+
+def check_writable(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Refuse, before any work, an output path that cannot be written: a folder, a file inside a file, a
+    read-only place."""
+    path = Path(path)
+    if path.is_dir():
+        raise UnitEvalError(f"{what} {path} is a folder; give a file path")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UnitEvalError(f"{what} {path} cannot be created: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UnitEvalError(f"{what} {path} is not writable")
+    return path
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL results file; each line must be a JSON object with the required keys."""
     path = Path(path)
     if not path.is_file():
-        raise UnitEvalError(f"results file not found: {path}")
+        raise UnitEvalError(f"results file not found: {path}" if not path.exists() else f"{path} is not a file")
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UnitEvalError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            missing = [k for k in REQUIRED_KEYS if k not in row]
-            if not isinstance(row, dict) or missing:
-                raise UnitEvalError(f"{path}:{lineno}: result row lacks keys {missing}")
-            if not isinstance(row["value"], (int, float)) or not math.isfinite(row["value"]):
-                raise UnitEvalError(f"{path}:{lineno}: value is not a finite number: {row['value']!r}")
-            rows.append(row)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                rows.append(_parse_row(line, f"{path}:{lineno}"))
+    except UnicodeDecodeError:
+        raise UnitEvalError(f"{path} is not a UTF-8 text file of result rows (JSONL)") from None
+    except OSError as exc:
+        raise UnitEvalError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not rows:
         raise UnitEvalError(f"results file is empty: {path}")
     return rows
+
+
+def _parse_row(line: str, where: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UnitEvalError(f"{where}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UnitEvalError(f"{where}: nested too deeply to be a result row") from None
+    if not isinstance(row, dict):
+        kind = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+                list: "an array"}.get(type(row), type(row).__name__)
+        raise UnitEvalError(f"{where}: a result row must be a JSON object, got {kind}")
+    missing = [k for k in REQUIRED_KEYS if k not in row]
+    if missing:
+        raise UnitEvalError(f"{where}: result row lacks keys {missing}")
+    value = row["value"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UnitEvalError(f"{where}: value is not a finite number: {value!r}")
+    return row

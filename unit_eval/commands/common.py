@@ -43,14 +43,24 @@ precision_option = click.option(
 def official_tunit_options(fn):
     """``--img-size``, ``--k``, ``--sty-dim``: what an official TUNIT ``.ckpt`` cannot tell (clovaai/tunit's own
     defaults when not given); refused with a run.pt, which states its own."""
-    fn = click.option("--sty-dim", type=int, default=None,
+    fn = click.option("--sty-dim", type=click.IntRange(min=1), default=None,
                       help="Official TUNIT .ckpt only: its --sty_dim [default: 128, the official default].")(fn)
-    fn = click.option("--k", "output_k", type=int, default=None,
+    fn = click.option("--k", "output_k", type=click.IntRange(min=1), default=None,
                       help="Official TUNIT .ckpt only: its --output_k (K-hat) [default: 10, the official default].")(fn)
-    fn = click.option("--img-size", type=int, default=None,
+    fn = click.option("--img-size", type=click.IntRange(min=1), default=None,
                       help="Official TUNIT .ckpt only: its --img_size [default: 128, the official default].")(fn)
     return fn
 
 
 def official_tunit(img_size, output_k, sty_dim) -> dict:
     return {"img_size": img_size, "output_k": output_k, "sty_dim": sty_dim}
+
+
+def writable_out(ctx, param, value):
+    """Click callback: an output path is checked before any work (a folder, a file inside a file or a
+    read-only place is one line, not a lost run)."""
+    if value is not None:
+        from ..results import check_writable
+
+        check_writable(value, param.opts[0])
+    return value

@@ -56,7 +56,7 @@ def materialize_command(name, out, force, as_json):
 @click.argument("dataset")
 @data_root_option
 @click.option("--classes", default=None, help="Comma-separated class folders to keep (e.g. Food-10's ten).")
-@click.option("--holdout", type=int, default=None, help="Hold out the last N images per class as the test split.")
+@click.option("--holdout", type=click.IntRange(min=1), default=None, help="Hold out the last N images per class as the test split.")
 @json_option
 def describe_command(dataset, data_root, classes, holdout, as_json):
     """Layout, split rule and counts per class of DATASET (a folder or a dataset name)."""
@@ -78,7 +78,7 @@ def describe_command(dataset, data_root, classes, holdout, as_json):
 @click.argument("dataset")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Empty or new folder to write.")
 @data_root_option
-@click.option("--size", type=int, default=None, help="Resize every image to SIZE x SIZE (default: keep).")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Resize every image to SIZE x SIZE (default: keep).")
 @json_option
 def export_pairs_command(dataset, out, data_root, size, as_json):
     """Write a paired DATASET (e.g. maps) as OUT/{train,test}/{source,target}/*.png in the UNIT split.

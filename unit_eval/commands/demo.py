@@ -83,7 +83,7 @@ def _with_iteration(rows: list[dict], iteration: int) -> list[dict]:
 @click.option("--train-per-class", type=click.IntRange(min=4), default=40, show_default=True, help="Digits per class used for training and as the real set.")
 @click.option("--test-per-class", type=click.IntRange(min=4), default=8, show_default=True, help="Held-out digits per class (sources and references).")
 @click.option("--full-size", is_flag=True, help="Paper-size networks instead of the tiny CPU ones (use with --device cuda).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--smoke", is_flag=True, help="Smallest sampling counts (a quick check that every step runs).")
 @json_option
 def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_class, full_size, seed, smoke, as_json):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, info, json_option, official_tunit, official_tunit_options, precision_option
+from .common import emit, info, json_option, official_tunit, official_tunit_options, precision_option, writable_out
 
 
 @click.command("evaluate")
@@ -17,15 +17,16 @@ from .common import emit, info, json_option, official_tunit, official_tunit_opti
               help="Protocol name (see 'unit-eval protocols') or path to a .toml file; repeat for several.")
 @click.option("--data", required=True, help="Dataset name (afhq, animalfaces10, maps, digits, ...) or folder.")
 @click.option("--data-root", default=None, help="Root for named datasets (default $UNIT_EVAL_DATA or ./data).")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Append result rows to this JSONL file.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, callback=writable_out,
+              help="Append result rows to this JSONL file (all at once, after the last evaluation).")
 @click.option("--run", "run_name", default=None, help="Run name in result rows (default: the checkpoint's folder, model spec or fake folder).")
-@click.option("--seed", "seeds", type=int, multiple=True, help="Seed(s); each gives its own row set (default: the protocol's seed).")
+@click.option("--seed", "seeds", type=click.IntRange(min=0), multiple=True, help="Seed(s); each gives its own row set (default: the protocol's seed).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Images per forward pass (same samples at any size; numbers equal up to float round-off).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per forward pass (same samples at any size; numbers equal up to float round-off).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")
 @click.option("--save-images", type=click.Path(file_okay=False), default=None,
               help="Also write every generated image as PNG under DIR/<protocol>/seed<S>/.")
-@click.option("--target-domain", type=int, default=None,
+@click.option("--target-domain", type=click.IntRange(min=0), default=None,
               help="Pixel-accuracy protocols: the model's index of the target domain, for a model without domain_names "
                    "(by default the protocol's target is looked up by name).")
 @official_tunit_options
@@ -41,15 +42,27 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
     from ..sharding import is_main
 
     results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
-                             seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache, out=out,
-                             run_name=run_name, save_images=save_images, precision=precision, progress=is_main(),
+                             seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache,
+                             out=out, save=False, run_name=run_name, save_images=save_images, precision=precision, progress=is_main(),
                              target_domain=target_domain, official_tunit=official_tunit(img_size, output_k, sty_dim))
     if not is_main():
         return
-    if out:
-        info(f"appended {len(rows)} rows to {out}")
     payload = {"run": rows[0]["run"] if rows else run_name, "out": out, "results": [r.summary() for r in results], "rows": rows}
     emit(payload, as_json, "\n".join(_text(r) for r in results))
+    if out:
+        save_rows(out, rows, "results")
+
+
+def save_rows(out: str, rows: list[dict], printed: str) -> None:
+    """Append after the results were printed, so a failed write loses nothing that was computed."""
+    from ..errors import UnitEvalError
+    from ..results import append_rows
+
+    try:
+        append_rows(out, rows)
+    except UnitEvalError as exc:
+        raise UnitEvalError(f"{exc}; the {printed} printed above were not saved") from None
+    info(f"appended {len(rows)} rows to {out}")
 
 
 def _text(result) -> str:

@@ -3,25 +3,27 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, json_option, official_tunit, official_tunit_options, precision_option
+from ..errors import UnitEvalError
+from .common import emit, json_option, official_tunit, official_tunit_options, precision_option, writable_out
 
 ROW_KEYS = ("fid", "mfid", "density", "coverage", "precision", "recall", "lpips", "lpips_diversity", "pixel_accuracy")
 
 
 def extractor_options(fn):
-    fn = click.option("--size", type=int, default=None, help="Resize every image to SIZE x SIZE first (recorded in results).")(fn)
+    fn = click.option("--size", type=click.IntRange(min=1), default=None, help="Resize every image to SIZE x SIZE first (recorded in results).")(fn)
     fn = click.option("--resize-filter", type=click.Choice(["bicubic", "bilinear", "lanczos", "nearest", "box"]), default="bicubic",
                       show_default=True, help="PIL filter used by --size.")(fn)
-    fn = click.option("--batch-size", type=int, default=64, show_default=True, help="Images per forward pass (does not change results).")(fn)
+    fn = click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Images per forward pass (does not change results).")(fn)
     fn = click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")(fn)
-    fn = click.option("--workers", type=int, default=None, help="Image decoding processes (default: min(4, cores)).")(fn)
+    fn = click.option("--workers", type=click.IntRange(min=0), default=None, help="Image decoding processes (default: min(4, cores)).")(fn)
     fn = click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")(fn)
     fn = precision_option(fn)
     return fn
 
 
 def results_options(fn):
-    fn = click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Append result rows to this JSONL file.")(fn)
+    fn = click.option("--out", "out", type=click.Path(dir_okay=False), default=None, callback=writable_out,
+                      help="Append result rows to this JSONL file.")(fn)
     fn = click.option("--run", "run_name", default=None, help="Run name in result rows (default: the fake folder's name).")(fn)
     return fn
 
@@ -65,7 +67,11 @@ def _append(out, run_name, protocol, result, extractor, size, resize_filter, opt
     if per_class_key:
         for cls, value in result[per_class_key].items():
             rows.append(make_row(metric="fid", value=value, cls=cls, n_real=n_real[cls], n_fake=n_fake[cls], **common))
-    append_rows(out, rows)
+    try:
+        append_rows(out, rows)
+    except UnitEvalError as exc:
+        raise UnitEvalError(f"{exc}; the result printed above was not saved") from None
+
 
 
 @click.command("fid")
@@ -83,8 +89,8 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
-    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter, dataset=_name(real))
     emit(result, as_json, f"FID {result['fid']:.4f} ({result['n_real']} real, {result['n_fake']} fake)")
+    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter, dataset=_name(real))
 
 
 @click.command("mfid")
@@ -96,7 +102,7 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
 @click.option("--data", default=None, help="Dataset name or class-folder path (with --ckpt/--model).")
 @click.option("--data-root", default=None, help="Root for named datasets (default $UNIT_EVAL_DATA or ./data).")
 @click.option("--protocol", default="tunit-mfid", show_default=True, help="Protocol for --ckpt/--model.")
-@click.option("--seed", type=int, default=None, help="Protocol seed (default: the protocol's).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Protocol seed (default: the protocol's).")
 @official_tunit_options
 @extractor_options
 @results_options
@@ -104,21 +110,22 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
 def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, img_size, output_k, sty_dim, size,
                  resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
     """Class-wise mean FID: --real/--fake class folders, or --ckpt run.pt (or --model) with --data."""
-    from ..errors import UnitEvalError
-
     if ckpt or model_spec:
         if not (data or real):
             raise UnitEvalError("--ckpt/--model needs --data DATASET (or --real with class folders)")
-        from ..protocol_runner import run_protocol_cli
+        from ..protocol_runner import evaluate, load_protocol, protocol_summary
+        from .evaluate import save_rows
 
-        result = run_protocol_cli(protocol=protocol, ckpt=ckpt, model_spec=model_spec, data=data or real,
-                                  data_root=data_root, seed=seed, device=device, batch_size=batch_size,
-                                  no_cache=no_cache, out=out if _is_main() else None, run_name=run_name,
-                                  precision=precision, official_tunit=official_tunit(img_size, output_k, sty_dim))
-        if "mfid" not in result:
+        if "mfid" not in load_protocol(protocol).metrics:
             raise UnitEvalError(f"protocol {protocol!r} does not report mfid")
+        results, rows = evaluate([protocol], ckpt=ckpt, model_spec=model_spec, data=data or real, data_root=data_root,
+                                 seeds=[seed], device=device, batch_size=batch_size, no_cache=no_cache,
+                                 out=out, save=False, run_name=run_name, precision=precision, progress=_is_main(),
+                                 official_tunit=official_tunit(img_size, output_k, sty_dim))
         if _is_main():
-            emit(result, as_json, _mfid_text(result))
+            emit(protocol_summary(results, rows, run_name), as_json, _mfid_text(results[0].summary()))
+            if out:
+                save_rows(out, rows, "results")
         return
     if not (real and fake):
         raise UnitEvalError("give --real and --fake class folders, or --ckpt run.pt with --data")
@@ -129,9 +136,9 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
+    emit(result, as_json, _mfid_text(result))
     _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class",
             dataset=_name(real))
-    emit(result, as_json, _mfid_text(result))
 
 
 def _mfid_text(result):
@@ -148,7 +155,7 @@ def _name(path):
 @click.command("dc")
 @click.argument("real", type=click.Path())
 @click.argument("fake", type=click.Path())
-@click.option("--k", "k", type=int, default=5, show_default=True, help="Nearest neighbour k (the D&C paper's k=5).")
+@click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Nearest neighbour k (the D&C paper's k=5).")
 @extractor_options
 @results_options
 @json_option
@@ -161,15 +168,15 @@ def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, 
     result["extractor"] = extractor.describe()
     if not _is_main():
         return
-    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k}, dataset=_name(real))
     emit(result, as_json, " ".join(f"{m} {result[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
+    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k}, dataset=_name(real))
 
 
 def lpips_options(fn):
     fn = click.option("--net", type=click.Choice(["alex", "vgg"]), default="alex", show_default=True, help="LPIPS trunk (v0.1 linear layers).")(fn)
-    fn = click.option("--size", type=int, default=None, help="Resize images to SIZE x SIZE first.")(fn)
+    fn = click.option("--size", type=click.IntRange(min=1), default=None, help="Resize images to SIZE x SIZE first.")(fn)
     fn = click.option("--resize-filter", type=click.Choice(["bicubic", "bilinear", "lanczos", "nearest", "box"]), default="bicubic", show_default=True)(fn)
-    fn = click.option("--batch-size", type=int, default=32, show_default=True)(fn)
+    fn = click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)(fn)
     fn = click.option("--device", default="auto", show_default=True)(fn)
     return fn
 
@@ -237,8 +244,8 @@ def ioi_command(codes_path, as_json):
 @click.command("pixacc")
 @click.argument("pred", type=click.Path())
 @click.argument("gt", type=click.Path())
-@click.option("--threshold", type=int, default=16, show_default=True, help="Max-channel colour difference must be below this (UNIT paper: 16).")
-@click.option("--size", type=int, default=None, help="Resize both sides to SIZE x SIZE first (nearest filter).")
+@click.option("--threshold", type=click.IntRange(min=1, max=256), default=16, show_default=True, help="Max-channel colour difference must be below this (UNIT paper: 16).")
+@click.option("--size", type=click.IntRange(min=1), default=None, help="Resize both sides to SIZE x SIZE first (nearest filter).")
 @json_option
 def pixacc_command(pred, gt, threshold, size, as_json):
     """Pixel accuracy of predicted maps against ground truth, paired by file name, pooled over all pixels."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import UnitEvalError
-from .common import emit, info, json_option
+from .common import emit, info, json_option, writable_out
 
 
 def _model_options(fn):
@@ -15,7 +15,7 @@ def _model_options(fn):
         click.option("--data-root", type=click.Path(file_okay=False), default=None, help="Where named datasets live."),
         click.option("--split", default="test", show_default=True, help="Dataset split to draw images from (train, test, all)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, ..."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed for choosing images."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed for choosing images."),
     ]
     for option in reversed(options):  # click lists options in the order they wrap the function, last first
         fn = option(fn)
@@ -24,7 +24,7 @@ def _model_options(fn):
 
 def _output_options(fn):
     options = [
-        click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG file to write."),
+        click.option("--out", type=click.Path(dir_okay=False), required=True, callback=writable_out, help="PNG file to write."),
         click.option("--pdf", is_flag=True, help="Also write a PDF next to the PNG."),
         click.option("--title", default=None, help="Figure title."),
     ]
@@ -67,8 +67,8 @@ def plot_group():
 @plot_group.command("grid")
 @_model_options
 @_output_options
-@click.option("--sources", "n_sources", type=int, default=5, show_default=True, help="Rows: source images (one class after another).")
-@click.option("--references", "n_references", type=int, default=5, show_default=True, help="Columns: reference images.")
+@click.option("--sources", "n_sources", type=click.IntRange(min=1), default=5, show_default=True, help="Rows: source images (one class after another).")
+@click.option("--references", "n_references", type=click.IntRange(min=1), default=5, show_default=True, help="Columns: reference images.")
 @json_option
 def grid_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, n_sources, n_references, as_json):
     """Reference-guided translation grid: references across the top, sources down the left."""
@@ -86,8 +86,8 @@ def grid_command(ckpt, model_spec, data, data_root, split, device, seed, out, pd
 @plot_group.command("domains")
 @_model_options
 @_output_options
-@click.option("--per-cluster", type=int, default=8, show_default=True, help="Samples shown per pseudo-domain.")
-@click.option("--max-images", type=int, default=500, show_default=True, help="Images assigned to pseudo-domains.")
+@click.option("--per-cluster", type=click.IntRange(min=1), default=8, show_default=True, help="Samples shown per pseudo-domain.")
+@click.option("--max-images", type=click.IntRange(min=1), default=500, show_default=True, help="Images assigned to pseudo-domains.")
 @json_option
 def domains_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, per_cluster, max_images, as_json):
     """Samples of each pseudo-domain (rows = cluster ids), from the model's cluster()."""
@@ -109,7 +109,7 @@ def domains_command(ckpt, model_spec, data, data_root, split, device, seed, out,
 @_output_options
 @click.option("--method", type=click.Choice(["auto", "tsne", "pca"]), default="auto", show_default=True,
               help="2-D embedding (auto: t-SNE from 10 codes on, else PCA).")
-@click.option("--max-images", type=int, default=1000, show_default=True, help="Images embedded (class-balanced).")
+@click.option("--max-images", type=click.IntRange(min=1), default=1000, show_default=True, help="Images embedded (class-balanced).")
 @json_option
 def codes_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, method, max_images, as_json):
     """Style codes in 2-D, coloured by pseudo-label (if the model clusters) and by true class."""

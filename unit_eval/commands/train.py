@@ -40,7 +40,7 @@ def _parse_set(items: tuple[str, ...]) -> dict:
 @click.option("--img-size", type=click.IntRange(min=8), default=None, help="Training resolution [default: the model's].")
 @click.option("--k", type=click.IntRange(min=1), default=None, help="TUNIT: number of pseudo-domains K-hat [10].")
 @click.option("--p-semi", type=click.FloatRange(0.0, 1.0), default=None, help="TUNIT: labelled fraction per class (semi-supervised).")
-@click.option("--seed", type=int, default=0)
+@click.option("--seed", type=click.IntRange(min=0), default=0)
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
 @click.option("--amp/--no-amp", default=None, help="bf16 autocast [default: on for CUDA, off on CPU].")
 @click.option("--sample-every", type=click.IntRange(min=0), default=None, help="Sample grid every N iterations (0: never) [min(5000, iters/10)].")
