@@ -24,7 +24,7 @@ WORKER = textwrap.dedent(
     import json, sys
     import torch
     torch.set_num_threads(1)
-    from unit_eval.baselines.common import distributed as D
+    from unit_eval import distributed as D
     from unit_eval.baselines.common import data as data_mod
     from unit_eval.baselines.common.loop import train
     from unit_eval.baselines.tunit.recipe import TunitRecipe

@@ -174,7 +174,7 @@ WORKER = textwrap.dedent(
     from tests.stand_in_extractor import StandInExtractor, folder_results, stand_in_features
     import unit_eval.features as F
     from unit_eval import sharding
-    from unit_eval.baselines.common import distributed as D
+    from unit_eval import distributed as D
     from unit_eval.metrics.fid import feature_statistics
 
     folder, result = Path(sys.argv[1]), sys.argv[2]

@@ -27,77 +27,28 @@ whose mean is several standard deviations from zero.
 
 Process groups: gloo when the extractor runs on the CPU, nccl on CUDA with every rank on
 ``cuda:LOCAL_RANK`` (an unindexed ``cuda`` / ``auto`` device is mapped there; an explicit ``cuda:K`` is
-kept). The group is created lazily by the first sharded call (:func:`start`) and destroyed at exit; the
-torchrun helpers of the bundled trainers (``unit_eval.baselines.common.distributed``) do the work.
+kept). The group is created lazily by the first sharded call (:func:`start`) and destroyed at exit
+(:mod:`unit_eval.distributed` does that work, for the bundled trainers too).
 Outside torchrun (no ``WORLD_SIZE`` > 1) every function here is the plain single-process path.
 """
 from __future__ import annotations
 
-import atexit
 from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
 
-from .baselines.common import distributed as _dist
+from . import distributed as _dist
 from .errors import UnitEvalError
 
 T = TypeVar("T")
-_SHUTDOWN_REGISTERED = False
 
 
-# --------------------------------------------------------------------------- environment and process group
-
-def info() -> _dist.DistInfo:
-    """Rank, world size and local rank from torchrun's environment (a single process by default)."""
-    return _dist.env_info()
-
-
-def is_main() -> bool:
-    """True on rank 0 and outside torchrun; the rank that prints results and writes files."""
-    env = info()
-    return not env.distributed or env.is_main
-
-
-def active() -> bool:
-    """A process group with more than one rank is initialised."""
-    return _dist.is_active()
-
-
-def local_device(device: str | torch.device) -> torch.device:
-    """Under torchrun an unindexed CUDA device becomes ``cuda:LOCAL_RANK``; anything else is unchanged."""
-    device = torch.device(device)
-    env = info()
-    if env.distributed and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", env.local_rank)
-    return device
-
-
-def start(device: str | torch.device) -> bool:
-    """Join torchrun's process group if the environment asks for one (idempotent); True when sharding.
-
-    The backend follows ``device``: nccl for CUDA (each rank on ``cuda:LOCAL_RANK``), gloo otherwise.
-    """
-    global _SHUTDOWN_REGISTERED
-    env = info()
-    if not env.distributed:
-        return False
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        _dist.init(local_device(device))
-        if not _SHUTDOWN_REGISTERED:
-            atexit.register(_dist.shutdown)
-            _SHUTDOWN_REGISTERED = True
-    if torch.distributed.get_world_size() != env.world_size:
-        raise UnitEvalError(f"process group has {torch.distributed.get_world_size()} ranks but WORLD_SIZE is {env.world_size}")
-    return True
-
-
-def _comm_device() -> torch.device:
-    """Where collective buffers live: the rank's GPU for nccl, the CPU for gloo."""
-    if torch.distributed.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+# The process group and collectives live in unit_eval.distributed; these names are the evaluator's entry points.
+info, is_main, local_device, start, all_true, on_main = (_dist.info, _dist.is_main, _dist.local_device, _dist.start,
+                                                         _dist.all_true, _dist.on_main)
+active = _dist.is_active
 
 
 # --------------------------------------------------------------------------- sharding and gathering
@@ -166,26 +117,9 @@ def gather_ordered(local: np.ndarray, n: int, block: int = 1) -> np.ndarray:
     per = max(sizes)
     padded = np.zeros((per, *local.shape[1:]), dtype=np.float64)
     padded[: local.shape[0]] = local
-    gathered = _dist.all_gather_cat(torch.from_numpy(padded).to(_comm_device())).cpu().numpy()
+    gathered = _dist.all_gather_cat(torch.from_numpy(padded).to(_dist.comm_device())).cpu().numpy()
     gathered = gathered.reshape(world, per, *local.shape[1:])
     return interleave([gathered[r, : sizes[r]] for r in range(world)], n, block)
-
-
-def all_true(flag: bool) -> bool:
-    """True when ``flag`` holds on every rank (a MIN all-reduce); ``flag`` itself outside a process group."""
-    if not active():
-        return bool(flag)
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_comm_device())
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-    return bool(t.item())
-
-
-def on_main(fn, *args, **kwargs):
-    """Run ``fn`` on rank 0 only and hand its (picklable, small) result to every rank."""
-    if not active():
-        return fn(*args, **kwargs)
-    result = fn(*args, **kwargs) if is_main() else None
-    return _dist.broadcast_object(result, src=0)
 
 
 # --------------------------------------------------------------------------- exact statistics
@@ -245,7 +179,7 @@ def all_reduce_sums(local: FeatureSums) -> FeatureSums:
         return local
     d = local.s.shape[0]
     buf = torch.cat([torch.tensor([float(local.n)], dtype=torch.float64), torch.from_numpy(local.s),
-                     torch.from_numpy(np.ascontiguousarray(local.S)).reshape(-1)]).to(_comm_device())
+                     torch.from_numpy(np.ascontiguousarray(local.S)).reshape(-1)]).to(_dist.comm_device())
     torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM)
     buf = buf.cpu().numpy()
     return FeatureSums(int(round(buf[0])), buf[1 : 1 + d].copy(), buf[1 + d :].reshape(d, d).copy())

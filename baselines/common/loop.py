@@ -39,7 +39,7 @@ import torch
 from unit_eval.errors import UnitEvalError
 
 from . import data as data_mod
-from . import distributed as D
+from unit_eval import distributed as D
 from .recipe import Recipe
 from .seeding import derive_seed, get_rng_state, rank_seed, seed_all, set_rng_state
 

@@ -74,8 +74,8 @@ Distributed
 -----------
 With ``distributed=True`` the process group is already initialised (gloo on CPU, nccl on CUDA)
 and all ranks built the recipe from the same seed, so initial weights agree; the recipe should
-still call :func:`baselines.common.distributed.broadcast_module` on its networks for safety.
-Recipes average gradients with :func:`baselines.common.distributed.average_gradients` just
+still call :func:`unit_eval.distributed.broadcast_module` on its networks for safety.
+Recipes average gradients with :func:`unit_eval.distributed.average_gradients` just
 before each optimiser step (no DDP wrapper: TUNIT/FUNIT run several forwards per network per step,
 which DDP's reducer does not like); anything that must agree across ranks (MoCo queues) uses
 ``all_gather_cat``; BatchNorm statistics are kept equal with ``average_buffers``. State returned

@@ -23,7 +23,7 @@ import torch
 from unit_eval.errors import UnitEvalError
 
 from ..common.data import RESIZE_MODES
-from ..common.distributed import all_gather_cat, average_gradients, broadcast_module
+from unit_eval.distributed import all_gather_cat, average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, published_config
 from . import losses

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from unit_eval.errors import UnitEvalError
 
-from ..common import distributed as dist_
+from unit_eval import distributed as dist_
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, check_extra
 from .losses import augment, contrastive_loss, d_hinge, g_hinge, iic_loss, r1_penalty

@@ -92,7 +92,7 @@ import torch
 
 from unit_eval.errors import UnitEvalError
 
-from ..common.distributed import average_gradients, broadcast_module
+from unit_eval.distributed import average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, published_config
 from . import losses

@@ -1,12 +1,15 @@
-"""Distributed training helpers (torchrun environment variables; gloo on CPU, nccl on CUDA).
+"""Processes under torchrun: rank, world size, the process group and the collectives unit-eval uses.
 
-A run is distributed when ``WORLD_SIZE`` > 1 is set (``torchrun --nproc_per_node N ...``). Each
-process uses ``cuda:LOCAL_RANK`` on GPU machines, the CPU otherwise. No DDP wrapper is used:
-recipes average gradients explicitly (:func:`average_gradients`) right before an optimiser step,
-which works for any number of forward passes per network and step.
+A run is distributed when ``WORLD_SIZE`` > 1 is set (``torchrun --nproc_per_node N ...``). The group uses
+gloo on the CPU and nccl on CUDA, with every rank on ``cuda:LOCAL_RANK``. Outside torchrun every function here
+is the single-process path (no-ops, identity collectives). Evaluation (``unit_eval.sharding``) and the bundled
+trainers (``unit_eval.baselines``) both import it from here. No DDP wrapper is used for training: recipes
+average gradients explicitly (:func:`average_gradients`) right before an optimiser step, which works for any
+number of forward passes per network and step.
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from unit_eval.errors import UnitEvalError
+from .errors import UnitEvalError
+
+_SHUTDOWN_REGISTERED = False
 
 
 @dataclass(frozen=True)
@@ -172,3 +177,78 @@ def broadcast_object(obj, src: int = 0):
     box = [obj]
     dist.broadcast_object_list(box, src)
     return box[0]
+
+
+# --------------------------------------------------------------------------- the evaluator's view
+
+def info() -> DistInfo:
+    """Rank, world size and local rank from torchrun's environment (a single process by default)."""
+    return env_info()
+
+
+def is_main() -> bool:
+    """True on rank 0 and outside torchrun; the rank that prints results and writes files."""
+    env = env_info()
+    return not env.distributed or env.is_main
+
+
+def local_device(device: str | torch.device) -> torch.device:
+    """Under torchrun an unindexed CUDA device becomes ``cuda:LOCAL_RANK``; anything else is unchanged."""
+    device = torch.device(device)
+    env = env_info()
+    if env.distributed and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", env.local_rank)
+    return device
+
+
+def start(device: str | torch.device) -> bool:
+    """Join torchrun's process group if the environment asks for one (idempotent); True when distributed.
+
+    The backend follows ``device``: nccl for CUDA (each rank on ``cuda:LOCAL_RANK``), gloo otherwise; the group
+    is destroyed at exit.
+    """
+    global _SHUTDOWN_REGISTERED
+    env = env_info()
+    if not env.distributed:
+        return False
+    if not (dist.is_available() and dist.is_initialized()):
+        init(local_device(device))
+        if not _SHUTDOWN_REGISTERED:
+            atexit.register(shutdown)
+            _SHUTDOWN_REGISTERED = True
+    if dist.get_world_size() != env.world_size:
+        raise UnitEvalError(f"process group has {dist.get_world_size()} ranks but WORLD_SIZE is {env.world_size}")
+    return True
+
+
+def comm_device() -> torch.device:
+    """Where collective buffers live: the rank's GPU for nccl, the CPU for gloo."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_true(flag: bool) -> bool:
+    """True when ``flag`` holds on every rank (a MIN all-reduce); ``flag`` itself outside a process group."""
+    if not is_active():
+        return bool(flag)
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over the ranks (on the communication device); itself outside a group."""
+    if not is_active():
+        return tensor
+    buf = tensor.to(comm_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return buf
+
+
+def on_main(fn, *args, **kwargs):
+    """Run ``fn`` on rank 0 only and hand its (picklable, small) result to every rank."""
+    if not is_active():
+        return fn(*args, **kwargs)
+    result = fn(*args, **kwargs) if is_main() else None
+    return broadcast_object(result, src=0)
