@@ -15,7 +15,8 @@ from PIL import Image
 
 from unit_eval.baselines.common import data as data_mod
 from unit_eval.baselines.common.ema import ema_update, make_ema
-from unit_eval.baselines.common.loop import check_plain, get_recipe, load_resume, sample_grid, train
+from unit_eval.baselines.common.iterate import sample_grid
+from unit_eval.baselines.common.loop import check_plain, get_recipe, load_resume, train
 from unit_eval.baselines.common.recipe import Recipe
 from unit_eval.baselines.common.seeding import derive_seed, get_rng_state, set_rng_state
 from unit_eval.checkpoint import load_run

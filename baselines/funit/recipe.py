@@ -27,9 +27,8 @@ from unit_eval.distributed import all_gather_cat, average_gradients, broadcast_m
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, published_config
 from . import losses
-from .networks import FewShotGenerator, ProjectionResDiscriminator, init_weights_kaiming
-
-GEN_KEYS = ("nf", "nf_mlp", "latent_dim", "n_mlp_blks", "n_res_blks", "n_downs_content", "n_downs_class")
+from .adapter import FUNITTranslator
+from .networks import GEN_KEYS, FewShotGenerator, ProjectionResDiscriminator, init_weights_kaiming
 
 PUBLISHED = {
     # data (funit_animals.yaml:38-40 new_size 140, crop 128; utils.py:40-52 RandomHorizontalFlip,
@@ -193,8 +192,6 @@ class FUNITRecipe(Recipe):
         return {**self.config, "num_classes": self.num_classes}
 
     def translator(self):
-        from .adapter import FUNITTranslator
-
         return FUNITTranslator(self.gen_ema, image_size=self.config["img_size"],
                                num_domains=self.num_classes if self.use_labels else None,
                                class_codes=self.class_codes if self.use_labels else None)

@@ -28,7 +28,7 @@ import torch
 from unit_eval.checkpoint import load_weights_only
 from unit_eval.errors import UnitEvalError
 
-from .networks import GuidingNet, Generator, check_img_size, default_width, official_to_local
+from .networks import GuidingNet, Generator, build_networks, check_img_size, default_width, official_to_local
 
 
 @contextlib.contextmanager
@@ -170,8 +170,6 @@ def _load(net: torch.nn.Module, sd: dict, what: str) -> None:
 
 def from_run(run: dict, device: torch.device | str = "cpu") -> TunitTranslator:
     """Rebuild the EMA generator and guiding network of a TUNIT run.pt (see ``unit_eval.checkpoint``)."""
-    from .recipe import build_networks
-
     if run.get("model") != "tunit":
         raise UnitEvalError(f"not a TUNIT checkpoint (model {run.get('model')!r})")
     config, sd = run["config"], run["state_dict"]

@@ -275,6 +275,23 @@ class Discriminator(nn.Module):
         return self.all_logits(x).gather(1, y.view(-1, 1)).squeeze(1)
 
 
+# ----------------------------------------------------------------------------- from a config
+#: the config keys that fix the architecture (``build_networks`` reads these)
+ARCH_KEYS = ("img_size", "k", "sty_dim", "g_ch", "d_ch", "d_max_ch", "e_ch", "mlp_ch", "n_res")
+
+
+def build_networks(config: dict, with_discriminator: bool = True):
+    """(guiding network, generator, discriminator or None) from a recipe / run.pt config."""
+    img = check_img_size(config["img_size"])
+    guide = GuidingNet(k=int(config["k"]), sty_dim=int(config["sty_dim"]), ch=int(config.get("e_ch", 64)))
+    gen = Generator(img_size=img, sty_dim=int(config["sty_dim"]), ch=config.get("g_ch"), n_res=int(config.get("n_res", 2)),
+                    mlp_ch=int(config.get("mlp_ch", 256)))
+    disc = None
+    if with_discriminator:
+        disc = Discriminator(img_size=img, k=int(config["k"]), ch=config.get("d_ch"), max_ch=int(config.get("d_max_ch", 1024)))
+    return guide, gen, disc
+
+
 # ----------------------------------------------------------------------------- official checkpoints
 def _official_guide_key(key: str) -> str | None:
     if key.startswith("features."):

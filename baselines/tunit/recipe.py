@@ -51,24 +51,12 @@ from unit_eval.errors import UnitEvalError
 from unit_eval import distributed as dist_
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, check_extra
+from .adapter import TunitTranslator
 from .losses import augment, contrastive_loss, d_hinge, g_hinge, iic_loss, r1_penalty
-from .networks import Discriminator, Generator, GuidingNet, check_img_size
+from .networks import build_networks, check_img_size
 
 PAPER_ITERS = 200_000
 WARMUP_FRACTION = 0.325  # 65K of the official 200K iterations
-
-ARCH_KEYS = ("img_size", "k", "sty_dim", "g_ch", "d_ch", "d_max_ch", "e_ch", "mlp_ch", "n_res")
-
-
-def build_networks(config: dict, with_discriminator: bool = True):
-    img = check_img_size(config["img_size"])
-    guide = GuidingNet(k=int(config["k"]), sty_dim=int(config["sty_dim"]), ch=int(config.get("e_ch", 64)))
-    gen = Generator(img_size=img, sty_dim=int(config["sty_dim"]), ch=config.get("g_ch"), n_res=int(config.get("n_res", 2)),
-                    mlp_ch=int(config.get("mlp_ch", 256)))
-    disc = None
-    if with_discriminator:
-        disc = Discriminator(img_size=img, k=int(config["k"]), ch=config.get("d_ch"), max_ch=int(config.get("d_max_ch", 1024)))
-    return guide, gen, disc
 
 
 class TunitRecipe(Recipe):
@@ -299,8 +287,6 @@ class TunitRecipe(Recipe):
         return dict(self.config)
 
     def translator(self):
-        from .adapter import TunitTranslator
-
         return TunitTranslator(self.G_ema, self.C_ema, guide_raw=self.C, image_size=int(self.config["img_size"]),
                                num_domains=int(self.config["k"]), device=self.device,
                                domain_styles=self.domain_styles, domain_counts=self.domain_counts)

@@ -18,8 +18,7 @@ import torch
 from unit_eval.errors import UnitEvalError
 
 from ..common.adapter import model_input
-from .networks import UNITGenerator
-from .recipe import GEN_KEYS
+from .networks import GEN_KEYS, UNITGenerator
 
 
 class UNITTranslator:

@@ -110,6 +110,10 @@ class UNITGenerator(nn.Module):
         return self.translate(x, source_domain, target_domain)
 
 
+#: the config keys that are ``UNITGenerator``'s constructor arguments (recipe config, run.pt config)
+GEN_KEYS = ("ch", "n_down", "n_res", "n_shared", "lrelu_slope")
+
+
 class PlainDiscriminator(nn.Module):
     """Table 3 discriminator: ``n_layers`` x (3x3/2 conv, LeakyReLU), then a 2x2 conv to 1 logit map."""
 

@@ -96,9 +96,8 @@ from unit_eval.distributed import average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
 from ..common.recipe import Recipe, published_config
 from . import losses
-from .networks import Discriminator, UNITGenerator, init_weights
-
-GEN_KEYS = ("ch", "n_down", "n_res", "n_shared", "lrelu_slope")
+from .adapter import UNITTranslator
+from .networks import GEN_KEYS, Discriminator, UNITGenerator, init_weights
 
 PUBLISHED = {
     "img_size": 256, "load_size": 256, "hflip": True, "batch_size": 1, "iters": 100_000,
@@ -225,8 +224,6 @@ class UNITRecipe(Recipe):
         return dict(self.config)
 
     def translator(self):
-        from .adapter import UNITTranslator
-
         return UNITTranslator(self.eval_generator(), image_size=self.config["img_size"])
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from ..checkpoint import MODELS
 from .common import emit, info, json_option
 
 # Shipped protocol -> the counts the demo shrinks (key = TOML field, value = demo value).
@@ -90,7 +91,7 @@ def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_cla
     """Train TUNIT, FUNIT and UNIT briefly on embedded data, evaluate, tabulate and plot (toy-sized: numbers are not paper results)."""
     from ..baselines.common.loop import train
     from ..embedded import materialize
-    from ..protocol_runner import evaluate
+    from ..evaluation import evaluate
     from ..results import append_rows
     from ..tables import make_table
     from ..weights import fetch_weights
@@ -120,7 +121,7 @@ def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_cla
 
     toy = {} if full_size else {"toy": True}
     common = dict(img_size=img_size, seed=seed, device=device, progress=True, extra=toy, log_every=10)
-    runs = {name: out / "runs" / name for name in ("tunit", "funit", "unit")}
+    runs = {name: out / "runs" / name for name in MODELS}
 
     def evaluate_run(name, names, data, iteration):
         _, rows = evaluate([str(protocols[p]) for p in names], ckpt=str(runs[name] / "run.pt"), data=str(data),
@@ -181,21 +182,22 @@ def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_cla
 
 def _figures(out: Path, tunit_ckpt: Path, digits: Path, rows: list[dict], device: str, seed: int) -> list[Path]:
     from ..datasets import resolve_dataset
-    from ..plots import (clusters_from_model, codes_from_model, domain_samples, fid_bars, grid_from_model, metric_curves,
-                         style_codes, translation_grid)
+    from ..evaluation.figures import clusters_from_model, codes_from_model, grid_from_model
+    from ..plots import domain_samples, fid_bars, metric_curves, style_codes, translation_grid
     from ..translator import load_checkpoint_translator
 
     folder = out / "figures"
-    model = load_checkpoint_translator(tunit_ckpt, _device(device))
+    dev = _device(device)
+    model = load_checkpoint_translator(tunit_ckpt, dev)
     test = resolve_dataset(str(digits)).split("test")
     files: list[Path] = []
-    g = grid_from_model(model, test, n_sources=5, n_references=5, seed=seed)
+    g = grid_from_model(model, test, dev, n_sources=5, n_references=5, seed=seed)
     files += translation_grid(g["sources"], g["references"], g["outputs"], folder / "tunit_grid.png",
                               source_labels=g["source_labels"], reference_labels=g["reference_labels"],
                               title="TUNIT reference-guided translation (digits demo)", pdf=True)
-    c = clusters_from_model(model, test, per_cluster=8, seed=seed)
+    c = clusters_from_model(model, test, dev, per_cluster=8, seed=seed)
     files += domain_samples(c["samples"], folder / "tunit_domains.png", counts=c["counts"], title="TUNIT pseudo-domains (digits demo)", pdf=True)
-    codes = codes_from_model(model, test, seed=seed)
+    codes = codes_from_model(model, test, dev, seed=seed)
     files += style_codes(codes["codes"], codes["pseudo_labels"], codes["true_labels"], folder / "tunit_style_codes.png",
                          class_names=codes["class_names"], seed=seed, pdf=True)
     files += metric_curves([r for r in rows if r["run"] == "TUNIT"], folder / "tunit_mfid_curve.png", metrics=["mfid"], pdf=True)

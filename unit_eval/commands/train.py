@@ -10,10 +10,9 @@ import json
 
 import click
 
+from ..checkpoint import MODELS
 from ..errors import UnitEvalError
 from .common import emit, info, json_option
-
-MODELS = ("tunit", "funit", "unit")
 
 
 def _parse_set(items: tuple[str, ...]) -> dict:
