@@ -47,7 +47,7 @@ def bench_trace(n_real: int = 5000, n_fake: int = 810, dim: int = 2048, repeat: 
     import scipy.linalg
     import torch
 
-    from unit_eval.metrics.fid import GaussianReference, feature_statistics, frechet_distance
+    from unit_eval.metrics.fid import Gaussian, feature_statistics, frechet_distance
 
     rng = np.random.default_rng(0)
     real = rng.standard_normal((n_real, dim)) @ (rng.standard_normal((dim, dim)) * 0.03)
@@ -65,7 +65,7 @@ def bench_trace(n_real: int = 5000, n_fake: int = 810, dim: int = 2048, repeat: 
         mu2, s2 = feature_statistics(fake)
         t_scipy, v_scipy = timed(lambda: scipy_fid(mu2, s2), repeat)
         t_eigen, v_eigen = timed(lambda: frechet_distance(mu1, s1, mu2, s2), repeat)
-        reference = GaussianReference(real)  # built once per real set and reused (cached real statistics)
+        reference = Gaussian(real)  # built once per real set and reused (cached real statistics)
         t_cached, v_cached = timed(lambda: reference.fid(fake), repeat)
         case = {"case": label, "scipy_sqrtm_s": t_scipy, "eigen_s": t_eigen, "cached_reference_s": t_cached,
                 "speedup_eigen": t_scipy / t_eigen, "speedup_cached": t_scipy / t_cached,
@@ -118,7 +118,7 @@ def bench_features(n: int = 200, size: int = 128, batch_size: int = 64, repeat: 
     import torch_fidelity
 
     from unit_eval.features import InceptionFeatures
-    from unit_eval.folders import folder_fid
+    from unit_eval.folders import folder_fid, summary
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with tempfile.TemporaryDirectory() as tmp:
@@ -127,7 +127,7 @@ def bench_features(n: int = 200, size: int = 128, batch_size: int = 64, repeat: 
         fidelity_weights = write_torch_fidelity_weights(Path(tmp) / "inception.pth")
 
         def ours():
-            return folder_fid(a, b, extractor)["fid"]
+            return summary(folder_fid(a, b, extractor))["fid"]
 
         def theirs():
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -208,7 +208,7 @@ def bench_sweep(batch_sizes: list[int], images_per_size: int, size: int = 128, p
     import torch
 
     from unit_eval.features import InceptionFeatures
-    from unit_eval.folders import folder_fid
+    from unit_eval.folders import folder_fid, summary
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
@@ -252,13 +252,13 @@ def bench_sweep(batch_sizes: list[int], images_per_size: int, size: int = 128, p
         files_rate = len(paths) / (time.perf_counter() - start)
         out["from_files"] = {"images": len(paths), "batch_size": bs, "workers": exact.num_workers,
                              "img_per_s": files_rate, "ratio_to_in_memory": files_rate / best["fp32"][1]}
-        reference = folder_fid(a, b, exact)["fid"]
+        reference = summary(folder_fid(a, b, exact))["fid"]
         out["fid_effect"] = {"fp32": reference}
         for precision in precisions:
             if precision == "fp32":
                 continue
             fast = InceptionFeatures(device=device, batch_size=bs, progress=False, precision=precision)
-            value = folder_fid(a, b, fast)["fid"]
+            value = summary(folder_fid(a, b, fast))["fid"]
             out["fid_effect"][precision] = value
             out["fid_effect"][f"{precision}_rel_diff"] = abs(value - reference) / reference
     return out

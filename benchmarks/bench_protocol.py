@@ -77,7 +77,7 @@ class Setup:
         self.fidelity_weights = write_torch_fidelity_weights(tmp / "inception.pth")
 
     def ours(self, protocol: str, no_cache: bool, model_spec: str | None = None) -> tuple[float, dict]:
-        from unit_eval.protocol_runner import evaluate
+        from unit_eval.evaluation import evaluate
 
         sync(self.device)
         start = time.perf_counter()
@@ -126,7 +126,8 @@ def route_mfid(s: Setup) -> dict:
     import torch_fidelity
 
     from unit_eval.images import save_image
-    from unit_eval.protocol_runner import _Images, sample_class_fid
+    from unit_eval.evaluation import sample_class_fid
+    from unit_eval.evaluation.batches import ImageCache as _Images
     from unit_eval.protocol_specs import load_protocol
 
     toml = s.protocols["demo-tunit-mfid"]
@@ -164,7 +165,8 @@ def route_dc(s: Setup) -> dict:
     from torch_fidelity.utils import create_feature_extractor, extract_featuresdict_from_input_id
 
     from unit_eval.images import save_image
-    from unit_eval.protocol_runner import _Images, sample_pairs_uniform
+    from unit_eval.evaluation import sample_pairs_uniform
+    from unit_eval.evaluation.batches import ImageCache as _Images
     from unit_eval.protocol_specs import load_protocol
 
     toml = s.protocols["demo-tunit-dc"]
@@ -267,7 +269,7 @@ class _OfficialC(torch.nn.Module):
 def route_legacy(s: Setup, official: Path) -> dict:
     from argparse import Namespace
 
-    from unit_eval.protocol_runner import legacy_real_flips, legacy_real_paths, rng_for, sample_legacy
+    from unit_eval.evaluation import legacy_real_flips, legacy_real_paths, rng_for, sample_legacy
 
     toml = Path(__file__).resolve().parents[1] / "protocols" / "tunit-mfid-legacy.toml"
     ours = s.ours_cold_and_warm(toml)

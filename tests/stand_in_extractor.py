@@ -54,11 +54,11 @@ def write_stand_in_folders(root: Path) -> tuple[Path, Path]:
 def folder_results(real: Path, fake: Path) -> dict:
     """folder_fid / folder_mfid / folder_prdc with a 4-d stand-in: more images than dimensions, so the
     statistics of the 13-image sets are all-reduced under torchrun, not gathered."""
-    from unit_eval.folders import folder_fid, folder_mfid, folder_prdc
+    from unit_eval.folders import folder_fid, folder_mfid, folder_prdc, summary
 
     ext = StandInExtractor(dim=4, batch_size=2)
     return {
-        "fid": folder_fid(real, fake, ext),
-        "mfid": folder_mfid(real, fake, ext),
-        "prdc": folder_prdc(real, fake, ext, k=2),
+        "fid": summary(folder_fid(real, fake, ext)),
+        "mfid": summary(folder_mfid(real, fake, ext)),
+        "prdc": summary(folder_prdc(real, fake, ext, k=2)),
     }

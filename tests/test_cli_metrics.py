@@ -31,13 +31,13 @@ def run_json(capsys, *args):
 @pytest.mark.integration
 def test_fid_mfid_dc_json(capsys, tmp_path, digits_real, digits_fake):
     from unit_eval.features import InceptionFeatures
-    from unit_eval.folders import folder_fid
+    from unit_eval.folders import folder_fid, summary
 
     results = tmp_path / "results.jsonl"
     fid = run_json(capsys, "fid", str(digits_real), str(digits_fake), "--device", "cpu", "--out", str(results), "--run", "digits")
     assert {"fid", "n_real", "n_fake", "extractor"} <= set(fid)
     assert (fid["n_real"], fid["n_fake"]) == (36, 30)
-    direct = folder_fid(digits_real, digits_fake, InceptionFeatures(device="cpu", progress=False))["fid"]
+    direct = summary(folder_fid(digits_real, digits_fake, InceptionFeatures(device="cpu", progress=False)))["fid"]
     assert fid["fid"] == pytest.approx(direct, rel=1e-12)
 
     mfid = run_json(capsys, "mfid", "--real", str(digits_real), "--fake", str(digits_fake), "--device", "cpu",

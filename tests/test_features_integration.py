@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from unit_eval.features import FeatureCache, InceptionFeatures
-from unit_eval.folders import folder_fid, folder_mfid, folder_prdc
+from unit_eval.folders import folder_fid, folder_mfid, folder_prdc, summary
 from unit_eval.images import list_images, load_image, save_image
 
 from .conftest import photo_arrays
@@ -56,7 +56,7 @@ def photos_pair(tmp_path_factory):
 
 
 def test_fid_equals_torch_fidelity_on_digits(extractor, fidelity_weights, digits_real, digits_fake):
-    ours = folder_fid(digits_real, digits_fake, extractor)["fid"]
+    ours = summary(folder_fid(digits_real, digits_fake, extractor))["fid"]
     reference = torch_fidelity_fid(digits_real, digits_fake, fidelity_weights)
     assert ours == pytest.approx(reference, rel=1e-5)
     assert ours > 1  # different digits really differ
@@ -64,7 +64,7 @@ def test_fid_equals_torch_fidelity_on_digits(extractor, fidelity_weights, digits
 
 def test_fid_equals_torch_fidelity_on_photos(extractor, fidelity_weights, photos_pair):
     real, fake = photos_pair
-    ours = folder_fid(real, fake, extractor)["fid"]
+    ours = summary(folder_fid(real, fake, extractor))["fid"]
     assert ours == pytest.approx(torch_fidelity_fid(real, fake, fidelity_weights), rel=1e-5)
 
 
@@ -73,19 +73,19 @@ def test_batch_size_does_not_change_features_or_fid(extractor, digits_real, digi
     paths = list_images(digits_real)
     a, b = extractor.files(paths), small.files(paths)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
-    f1 = folder_fid(digits_real, digits_fake, extractor)["fid"]
-    f2 = folder_fid(digits_real, digits_fake, small)["fid"]
+    f1 = summary(folder_fid(digits_real, digits_fake, extractor))["fid"]
+    f2 = summary(folder_fid(digits_real, digits_fake, small))["fid"]
     assert f1 == pytest.approx(f2, rel=1e-6)
 
 
 def test_deterministic(extractor, digits_real, digits_fake):
-    assert folder_fid(digits_real, digits_fake, extractor)["fid"] == folder_fid(digits_real, digits_fake, extractor)["fid"]
+    assert summary(folder_fid(digits_real, digits_fake, extractor))["fid"] == summary(folder_fid(digits_real, digits_fake, extractor))["fid"]
 
 
 def test_mfid_per_class_equals_fid_of_class_folders(extractor, digits_real, digits_fake):
-    result = folder_mfid(digits_real, digits_fake, extractor)
+    result = summary(folder_mfid(digits_real, digits_fake, extractor))
     assert set(result["per_class"]) == {"0", "1", "2"}
-    one = folder_fid(digits_real / "1", digits_fake / "1", extractor)["fid"]
+    one = summary(folder_fid(digits_real / "1", digits_fake / "1", extractor))["fid"]
     assert result["per_class"]["1"] == pytest.approx(one, rel=1e-12)
     assert result["mfid"] == pytest.approx(np.mean(list(result["per_class"].values())), rel=1e-12)
 
@@ -93,7 +93,7 @@ def test_mfid_per_class_equals_fid_of_class_folders(extractor, digits_real, digi
 def test_dc_on_real_features_equals_prdc(extractor, digits_real, digits_fake):
     import prdc
 
-    ours = folder_prdc(digits_real, digits_fake, extractor, k=5)
+    ours = summary(folder_prdc(digits_real, digits_fake, extractor, k=5))
     real = extractor.files(list_images(digits_real))
     fake = extractor.files(list_images(digits_fake))
     with contextlib.redirect_stdout(io.StringIO()):
@@ -199,8 +199,8 @@ def test_bf16_fast_mode_is_named_keyed_and_close_to_fp32(extractor, digits_real,
     assert np.linalg.norm(approx - exact) / np.linalg.norm(exact) < 0.05  # bf16 keeps 8 mantissa bits
     cache = FeatureCache(tmp_path / "cache")
     assert cache.key(paths, fast, None, "bicubic") != cache.key(paths, extractor, None, "bicubic")
-    f_exact = folder_fid(digits_real, digits_fake, extractor)["fid"]
-    f_fast = folder_fid(digits_real, digits_fake, fast)["fid"]
+    f_exact = summary(folder_fid(digits_real, digits_fake, extractor))["fid"]
+    f_fast = summary(folder_fid(digits_real, digits_fake, fast))["fid"]
     assert f_fast == pytest.approx(f_exact, rel=0.02)
     # The default is untouched by a fast extractor having run in the same process.
     np.testing.assert_array_equal(extractor.files(paths), exact)

@@ -3,7 +3,7 @@ import pytest
 import scipy.linalg
 
 from unit_eval.errors import UnitEvalError
-from unit_eval.metrics.fid import (GaussianReference, class_wise_fid, feature_statistics, fid_from_features, frechet_distance,
+from unit_eval.metrics.fid import (Gaussian, class_wise_fid, feature_statistics, fid_from_features, frechet_distance,
                                    psd_sqrt, trace_sqrt_product)
 
 
@@ -90,29 +90,36 @@ def test_class_wise_mean_and_class_mismatch():
     rng = np.random.default_rng(5)
     stats = {c: feature_statistics(rng.standard_normal((30, 6)) + i) for i, c in enumerate("abc")}
     fakes = {c: feature_statistics(rng.standard_normal((30, 6)) + 2 * i) for i, c in enumerate("abc")}
-    mean, per_class = class_wise_fid(stats, fakes)
+    real = {c: Gaussian.from_moments(30, *s) for c, s in stats.items()}
+    fake = {c: Gaussian.from_moments(30, *s) for c, s in fakes.items()}
+    mean, per_class = class_wise_fid(real, fake)
     assert set(per_class) == {"a", "b", "c"}
     assert mean == pytest.approx(np.mean(list(per_class.values())))
     assert per_class["a"] == pytest.approx(frechet_distance(*stats["a"], *fakes["a"]))
     with pytest.raises(UnitEvalError, match="class sets differ"):
-        class_wise_fid(stats, {k: fakes[k] for k in "ab"})
+        class_wise_fid(real, {k: fake[k] for k in "ab"})
 
 
 @pytest.mark.parametrize("n_real,n_fake", [(30, 40), (30, 900), (900, 40), (900, 1200)])
-def test_gaussian_reference_every_path_equals_eigen_formula(n_real, n_fake):
+def test_gaussian_every_path_equals_eigen_formula(n_real, n_fake):
     rng = np.random.default_rng(n_real + n_fake)
     d = 300
     real = rng.standard_normal((n_real, d)) @ rng.standard_normal((d, d)) * 0.1
     fake = rng.standard_normal((n_fake, d)) * 1.2 + 0.1
     expected = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
-    ref = GaussianReference(real)
+    ref = Gaussian(real)
     assert ref.fid(fake) == pytest.approx(expected, rel=1e-6)
     assert ref.fid(real) == pytest.approx(0.0, abs=1e-6 * np.trace(ref.sigma))
+    # against a Gaussian, and from moments only (a sharded reduction's mean and covariance)
+    assert ref.fid(Gaussian(fake)) == pytest.approx(expected, rel=1e-6)
+    moments = Gaussian.from_moments(n_real, *feature_statistics(real))
+    assert moments.fid(fake) == pytest.approx(expected, rel=1e-6)
+    assert moments.fid(Gaussian.from_moments(n_fake, *feature_statistics(fake))) == pytest.approx(expected, rel=1e-6)
 
 
-def test_gaussian_reference_matches_scipy_when_both_sets_are_small():
+def test_gaussian_matches_scipy_when_both_sets_are_small():
     rng = np.random.default_rng(11)
     real, fake = rng.standard_normal((50, 64)), rng.standard_normal((60, 64)) + 0.5
     mu1, s1 = feature_statistics(real)
     mu2, s2 = feature_statistics(fake)
-    assert GaussianReference(real).fid(fake) == pytest.approx(scipy_fid(mu1, s1, mu2, s2), rel=1e-6)
+    assert Gaussian(real).fid(fake) == pytest.approx(scipy_fid(mu1, s1, mu2, s2), rel=1e-6)

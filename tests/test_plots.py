@@ -167,11 +167,12 @@ def test_cli_model_figures(tmp_path, capsys, fake_model, digits_dir):
 
 def test_grid_from_model_shapes(fake_model, digits_dir):
     from unit_eval.datasets import resolve_dataset
+    from unit_eval.evaluation.figures import grid_from_model
     from unit_eval.translator import load_user_model
 
     model = load_user_model(fake_model, "cpu")
-    g = plots.grid_from_model(model, resolve_dataset(digits_dir).split("test"), n_sources=4, n_references=2, seed=3)
+    g = grid_from_model(model, resolve_dataset(digits_dir).split("test"), "cpu", n_sources=4, n_references=2, seed=3)
     assert g["outputs"].shape == (4, 2, 32, 32, 3) and g["outputs"].dtype == np.uint8
     assert g["source_labels"] == ["0", "1", "7", "0"]
-    again = plots.grid_from_model(model, resolve_dataset(digits_dir).split("test"), n_sources=4, n_references=2, seed=3)
+    again = grid_from_model(model, resolve_dataset(digits_dir).split("test"), "cpu", n_sources=4, n_references=2, seed=3)
     assert np.array_equal(g["outputs"], again["outputs"])

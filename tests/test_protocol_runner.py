@@ -23,7 +23,7 @@ from unit_eval.datasets import resolve_dataset, resolve_paired
 from unit_eval.errors import UnitEvalError
 from unit_eval.features import FeatureCache
 from unit_eval.images import load_image
-from unit_eval.protocol_runner import ProtocolRunner, Settings, run_protocol_cli
+from unit_eval.evaluation import ProtocolRunner, Settings, run_protocol_cli
 from unit_eval.protocol_specs import load_protocol
 
 from .conftest import assert_no_absolute_paths, write_digits
@@ -39,6 +39,7 @@ class FakeExtractor:
     def __init__(self, preprocessing: str = "tf1-bilinear", batch_size: int = 64, dim: int = 32):
         self.preprocessing = preprocessing
         self.batch_size = batch_size
+        self.feature_dim = dim
         self.device = CPU
         self.weights_sha256 = "fake-weights"
         self.projection = torch.randn(48, dim, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -446,7 +447,7 @@ def test_end_to_end_with_real_inception(digits, tmp_path, monkeypatch):
 
 def test_fast_numerics_are_checked_before_any_work(tmp_path):
     from unit_eval.errors import UnitEvalError
-    from unit_eval.protocol_runner import evaluate
+    from unit_eval.evaluation import evaluate
 
     with pytest.raises(UnitEvalError, match="tf32 needs a CUDA device"):
         evaluate(["tunit-mfid"], ckpt=str(tmp_path / "missing.pt"), data=str(tmp_path), device="cpu", precision="tf32")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from unit_eval.cli import cli
 from unit_eval.errors import UnitEvalError
-from unit_eval.protocol_runner import (legacy_real_flips, legacy_real_paths, sample_class_fid, sample_diversity,
+from unit_eval.evaluation import (legacy_real_flips, legacy_real_paths, sample_class_fid, sample_diversity,
                                        sample_legacy, sample_pairs_uniform, sample_reference_class)
 from unit_eval.protocol_specs import KINDS, ClassFID, LegacyTunitMFID, list_protocols, load_protocol, protocol_names
 
@@ -235,3 +235,15 @@ def test_dc_cluit_and_diversity_samplers():
     assert len(one) == 18 and len({d.target_class for d in one}) > 1
     with pytest.raises(UnitEvalError, match="needs 7 images"):
         sample_diversity(val, 7, "all-other", seed=0)
+
+
+def test_every_kind_names_an_evaluator_that_exists():
+    """protocol_specs.KINDS is the one registry of kinds: each spec class names the function that evaluates it."""
+    from unit_eval.evaluation.runner import resolve
+    from unit_eval.protocol_specs import KINDS
+
+    for kind, cls in KINDS.items():
+        assert callable(resolve(cls.evaluator)), kind
+        if cls.check is not None:
+            assert callable(resolve(cls.check)), kind
+    assert [k for k, c in KINDS.items() if c.paired] == ["pixel-accuracy"]

@@ -140,7 +140,8 @@ def test_single_process_is_the_plain_path(tmp_path, monkeypatch):
     ext = StandInExtractor()
     feats = sharding.extract_features(ext, paths)
     assert ext.calls == [[p.name for p in paths]]
-    n, mu, sigma = sharding.extract_statistics(ext, paths)
+    g = sharding.extract_statistics(ext, paths)
+    n, mu, sigma = g.n, g.mu, g.sigma
     ref_mu, ref_sigma = feature_statistics(feats)
     assert n == 5
     np.testing.assert_array_equal(mu, ref_mu)  # the very same code path, not the reduction
@@ -190,12 +191,14 @@ WORKER = textwrap.dedent(
     report["backend"] = torch.distributed.get_backend()
     report["gather_exact"] = bool(np.array_equal(feats, reference))
     ref_mu, ref_sigma = feature_statistics(reference)
-    n, mu, sigma = sharding.extract_statistics(ext, paths, gather_up_to=0)  # force the all-reduce of sums
+    g = sharding.extract_statistics(ext, paths, gather_up_to=0)  # force the all-reduce of sums
+    n, mu, sigma = g.n, g.mu, g.sigma
     report["n"] = n
     report["mu_err"] = float(np.abs(mu - ref_mu).max() / np.abs(ref_mu).max())
     report["sigma_err"] = float(np.abs(sigma - ref_sigma).max() / np.abs(ref_sigma).max())
     report["sigma_sum"] = float(sigma.sum())
-    n, mu, sigma = sharding.extract_statistics(ext, paths)  # n <= D: gathered, computed as in one process
+    g = sharding.extract_statistics(ext, paths)  # n <= D: gathered, computed as in one process
+    n, mu, sigma = g.n, g.mu, g.sigma
     report["small_exact"] = n == 7 and bool(np.array_equal(mu, ref_mu) and np.array_equal(sigma, ref_sigma))
     one = sharding.extract_features(ext, paths[:1])  # rank 1's shard is empty
     report["one_exact"] = bool(np.array_equal(one, reference[:1]))

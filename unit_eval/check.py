@@ -1,6 +1,6 @@
 """Regression gate: compare new result rows with baseline rows, direction-aware.
 
-Each (dataset, protocol, metric, class) is reduced to its mean over seeds (see :func:`unit_eval.tables.aggregate`);
+Each (dataset, protocol, metric, class) is reduced to its mean over seeds (see :func:`unit_eval.aggregate.aggregate`);
 results of different datasets are never compared with each other.
 A value is a regression when it is worse than the baseline by more than ``max(atol, rtol * |baseline|)``,
 "worse" meaning lower for higher-is-better metrics and higher otherwise. A baseline entry absent from
@@ -16,7 +16,8 @@ from typing import Iterable, Mapping
 
 from .errors import UnitEvalError
 from .metrics.registry import metric_info
-from .tables import aggregate, dataset_of, markdown_escape
+from .aggregate import aggregate, dataset_of
+from .markup import markdown_escape
 
 DEFAULT_RTOL = 0.01
 DEFAULT_ATOL = 0.0

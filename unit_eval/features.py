@@ -41,18 +41,27 @@ _TRUNK = (
 
 
 @lru_cache(maxsize=4)
-def _build_inception(weights_path: str, device_str: str):
+def _build_inception(weights_path: str, device_str: str, resolved: bool):
+    """The extractor and whether it has logits. ``resolved``: ``weights_path`` is the file ``unit_eval.weights``
+    resolved, and the tensors used are those ``inception_state_dict()`` checked (official sha256 or the
+    conversion's content pin); otherwise a user's file, read with ``load_weights_only``. ``resolved`` is part of
+    the cache key, so a model built from a user's file never stands in for the checked one."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    from .weights import has_classifier_head
+    from .weights import has_classifier_head, inception_state_dict
+    from .weights.convert import with_nan_head
+    from .weights.safe_load import load_weights_only
 
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    if resolved:
+        state = inception_state_dict()
+    else:
+        state = load_weights_only(
+            weights_path, "{path} is not a loadable Inception weights file (refused or unreadable with "
+            "weights_only=True: {reason})")
     has_logits = has_classifier_head(state)  # a converted file's NaN head is no head
-    if "fc.weight" not in state:
-        # The offline source has no classifier head. torch-fidelity's constructor loads strictly, so the
-        # head is filled with NaN: any logits computed by mistake are poisoned, never plausible zeros.
-        state["fc.weight"] = torch.full((1008, FEATURE_DIM), float("nan"))
-        state["fc.bias"] = torch.full((1008,), float("nan"))
+    # torch-fidelity's constructor loads strictly: a missing head is filled with NaN, so that any logits
+    # computed by mistake are poisoned, never plausible zeros
+    with_nan_head(state)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)
@@ -71,7 +80,14 @@ def _forward_chunk(device: torch.device, batch_size: int) -> int:
 
 
 class InceptionFeatures:
-    """Builds the extractor once; call ``batch()`` on uint8 B x 3 x H x W tensors, or ``folder()``."""
+    """Builds the extractor once; call ``batch()`` on uint8 B x 3 x H x W tensors, or ``folder()``.
+
+    The extractor interface the rest of unit-eval relies on (stand-ins in tests provide the same):
+    ``feature_dim``, ``batch_size``, ``device``, ``preprocessing``, ``weights_sha256``, ``describe()``,
+    ``batch(images)``, ``stream(batches)``, ``files(paths, size, resize_filter)``.
+    """
+
+    feature_dim = FEATURE_DIM
 
     def __init__(
         self,
@@ -87,7 +103,8 @@ class InceptionFeatures:
             raise UnitEvalError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSING)}")
         if batch_size < 1:
             raise UnitEvalError(f"batch size must be positive, got {batch_size}")
-        if weights_path is None:
+        resolved = weights_path is None  # the checked default, not a user's file
+        if resolved:
             from .weights import inception_weights_path
 
             weights_path = inception_weights_path()
@@ -98,7 +115,7 @@ class InceptionFeatures:
         self.precision = check_precision(precision, self.device)
         self.num_workers = min(4, os.cpu_count() or 1) if num_workers is None else num_workers
         self.progress = progress
-        self.model, self.has_logits = _build_inception(str(self.weights_path), str(self.device))
+        self.model, self.has_logits = _build_inception(str(self.weights_path), str(self.device), resolved)
 
     @property
     def weights_sha256(self) -> str:
@@ -253,9 +270,8 @@ class FeatureCache:
     fails it (altered, truncated, unreadable) is a cache miss: one line on stderr, then it is rebuilt.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, enabled: bool = True):
+    def __init__(self, root: str | os.PathLike | None = None):
         self.root = Path(root) if root is not None else cache_dir() / "features"
-        self.enabled = enabled
 
     def key(self, paths: list[Path], extractor: InceptionFeatures, size: int | None, resize_filter: str,
             extra: dict | None = None) -> str:
@@ -284,11 +300,9 @@ class FeatureCache:
         if compute is None:
             def compute():
                 return sharding.extract_features(extractor, paths, size, resize_filter, desc=desc)
-        if not self.enabled:
-            return compute()
         sharding.start(extractor.device)
         path = self.root / f"{self.key(paths, extractor, size, resize_filter, extra)}.npz"
-        cached = self._read(path, len(paths)) if path.is_file() else None
+        cached = self._read(path, (len(paths), extractor.feature_dim)) if path.is_file() else None
         if sharding.all_true(cached is not None):
             return cached
         feats = compute()
@@ -300,7 +314,7 @@ class FeatureCache:
         return feats
 
     @staticmethod
-    def _read(path: Path, n: int) -> np.ndarray | None:
+    def _read(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
         """The entry's features when its checksum, shape and values hold; else None (one line on stderr)."""
         problem = None
         try:
@@ -309,8 +323,8 @@ class FeatureCache:
         except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             problem = f"is unreadable ({type(exc).__name__})"
         else:
-            if feats.shape != (n, FEATURE_DIM) or feats.dtype != np.float64:
-                problem = f"holds {feats.shape} {feats.dtype}, not ({n}, {FEATURE_DIM}) float64"
+            if feats.shape != shape or feats.dtype != np.float64:
+                problem = f"holds {feats.shape} {feats.dtype}, not {shape} float64"
             elif array_sha256(feats) != stored:
                 problem = "fails its checksum (altered or corrupt)"
             elif not np.isfinite(feats).all():

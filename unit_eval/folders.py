@@ -13,49 +13,46 @@ import torch
 
 from . import sharding
 from .errors import UnitEvalError
+from .evaluation.realsets import RealSets
 from .features import FeatureCache, InceptionFeatures
 from .images import list_class_folders, list_images, load_image, to_tensor_uint8, uint8_to_float
 from .metrics import cluster, fid, pixacc, prdc
 from .metrics.lpips import lpips_diversity, lpips_pairs
+from .results import MEAN, ProtocolResult
 
 
-def path_features(extractor: InceptionFeatures, paths, size, resize_filter, cache: FeatureCache | None, desc: str) -> np.ndarray:
-    """All features of ``paths`` in order (cached when ``cache`` is given; sharded and gathered under torchrun)."""
-    if cache is not None:
-        return cache.features(paths, extractor, size, resize_filter, desc=desc)
-    return sharding.extract_features(extractor, paths, size, resize_filter, desc=desc)
+def summary(result: ProtocolResult) -> dict:
+    """A folder command's result as its ``--json`` prints it: each metric's value, ``per_class`` FIDs and per-class
+    counts for mFID (total counts otherwise), ``k`` for D&C, and the extractor."""
+    out = {metric: per[MEAN] for metric, per in result.values.items() if MEAN in per}
+    per_class = {c: v for c, v in result.values.get("fid", {}).items() if c != MEAN}
+    if per_class:
+        out["per_class"] = per_class
+        out["n_real"] = {c: n for c, n in result.n_real.items() if c != MEAN}
+        out["n_fake"] = {c: n for c, n in result.n_fake.items() if c != MEAN}
+    else:
+        if "k" in result.options:
+            out["k"] = result.options["k"]
+        out["n_real"], out["n_fake"] = result.n_real[MEAN], result.n_fake[MEAN]
+    out["extractor"] = result.extractor
+    return out
 
 
-def path_statistics(extractor: InceptionFeatures, paths, size, resize_filter, cache: FeatureCache | None,
-                    desc: str) -> tuple[int, np.ndarray, np.ndarray]:
-    """(n, mean, covariance) of the features of ``paths``; under torchrun an uncached set is reduced, not gathered."""
-    if cache is not None:
-        feats = cache.features(paths, extractor, size, resize_filter, desc=desc)
-        return (len(feats), *fid.feature_statistics(feats))
-    return sharding.extract_statistics(extractor, paths, size, resize_filter, desc=desc)
+def _options(size, resize_filter, **extra) -> dict:
+    return {"size": size, "resize_filter": resize_filter if size else None, **extra}
 
 
-def set_features(extractor: InceptionFeatures, folder, size, resize_filter, cache: FeatureCache | None, desc: str):
-    return path_features(extractor, list_images(folder), size, resize_filter, cache, desc)
+def _dataset_name(folder) -> str:
+    return Path(folder).resolve().name
 
 
 def folder_fid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
-               cache: FeatureCache | None = None) -> dict:
-    n_real, mu1, s1 = path_statistics(extractor, list_images(real), size, resize_filter, cache, "real")
-    n_fake, mu2, s2 = path_statistics(extractor, list_images(fake), size, resize_filter, None, "fake")
-    value = fid.frechet_distance(mu1, s1, mu2, s2, device=extractor.device)
-    return {"fid": value, "n_real": n_real, "n_fake": n_fake}
-
-
-def class_features(extractor: InceptionFeatures, folder, size, resize_filter, cache, kind: str) -> dict[str, np.ndarray]:
-    return {name: path_features(extractor, paths, size, resize_filter, cache, f"{kind} {name}")
-            for name, paths in list_class_folders(folder).items()}
-
-
-def class_statistics(extractor: InceptionFeatures, folder, size, resize_filter, cache,
-                     kind: str) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
-    return {name: path_statistics(extractor, paths, size, resize_filter, cache, f"{kind} {name}")
-            for name, paths in list_class_folders(folder).items()}
+               cache: FeatureCache | None = None) -> ProtocolResult:
+    """FID of the images in ``fake`` against ``real`` (both recursive folders); the real set through ``cache``."""
+    real_g = RealSets(cache).gaussian(list_images(real), extractor, size, resize_filter, "real")
+    fake_g = RealSets(None).gaussian(list_images(fake), extractor, size, resize_filter, "fake")
+    return ProtocolResult("fid", None, {"fid": {MEAN: real_g.fid(fake_g)}}, {MEAN: real_g.n}, {MEAN: fake_g.n},
+                          extractor.describe(), _options(size, resize_filter), _dataset_name(real))
 
 
 def class_names(folder) -> list[str] | None:
@@ -68,7 +65,8 @@ def class_names(folder) -> list[str] | None:
 
 
 def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
-                cache: FeatureCache | None = None) -> dict:
+                cache: FeatureCache | None = None) -> ProtocolResult:
+    """Class-wise FID: the immediate subfolders of ``real`` and ``fake`` are the classes (the same set)."""
     real_classes = class_names(real)
     fake_classes = class_names(fake)
     if real_classes is not None and fake_classes is not None and set(real_classes) != set(fake_classes):
@@ -76,25 +74,26 @@ def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = Non
             f"class sets differ: only in real {sorted(set(real_classes) - set(fake_classes))}, "
             f"only in fake {sorted(set(fake_classes) - set(real_classes))}"
         )
-    real_stats = class_statistics(extractor, real, size, resize_filter, cache, "real")
-    fake_stats = class_statistics(extractor, fake, size, resize_filter, None, "fake")
-    mean, per_class = fid.class_wise_fid({c: s[1:] for c, s in real_stats.items()},
-                                         {c: s[1:] for c, s in fake_stats.items()}, device=extractor.device)
-    return {
-        "mfid": mean,
-        "per_class": per_class,
-        "n_real": {c: s[0] for c, s in real_stats.items()},
-        "n_fake": {c: s[0] for c, s in fake_stats.items()},
-    }
+    reals, fakes = RealSets(cache), RealSets(None)
+    real_g = {c: reals.gaussian(p, extractor, size, resize_filter, f"real {c}") for c, p in list_class_folders(real).items()}
+    fake_g = {c: fakes.gaussian(p, extractor, size, resize_filter, f"fake {c}") for c, p in list_class_folders(fake).items()}
+    mean, per_class = fid.class_wise_fid(real_g, fake_g, device=extractor.device)
+    n_real, n_fake = {c: g.n for c, g in real_g.items()}, {c: g.n for c, g in fake_g.items()}
+    n_real[MEAN], n_fake[MEAN] = sum(n_real.values()), sum(n_fake.values())
+    return ProtocolResult("mfid", None, {"mfid": {MEAN: mean}, "fid": per_class}, n_real, n_fake, extractor.describe(),
+                          _options(size, resize_filter), _dataset_name(real))
 
 
 def folder_prdc(real, fake, extractor: InceptionFeatures, k: int = prdc.DEFAULT_K, size: int | None = None,
-                resize_filter: str = "bicubic", cache: FeatureCache | None = None) -> dict:
-    real_feats = set_features(extractor, real, size, resize_filter, cache, "real")
-    fake_feats = set_features(extractor, fake, size, resize_filter, None, "fake")
+                resize_filter: str = "bicubic", cache: FeatureCache | None = None) -> ProtocolResult:
+    """Density, coverage, precision and recall of ``fake`` against ``real`` (prdc semantics, real first)."""
+    real_feats = RealSets(cache).features(list_images(real), extractor, size, resize_filter, "real")
+    fake_feats = RealSets(None).features(list_images(fake), extractor, size, resize_filter, "fake")
     # Under torchrun every rank holds both full sets; rank 0 computes and shares the scores.
     scores = sharding.on_main(prdc.compute_prdc, real_feats, fake_feats, k=k, device=extractor.device)
-    return {**scores, "k": k, "n_real": len(real_feats), "n_fake": len(fake_feats)}
+    values = {m: {MEAN: scores[m]} for m in ("density", "coverage", "precision", "recall")}
+    return ProtocolResult("dc", None, values, {MEAN: len(real_feats)}, {MEAN: len(fake_feats)}, extractor.describe(),
+                          _options(size, resize_filter, k=k), _dataset_name(real))
 
 
 def paired_files(dir_a, dir_b) -> list[tuple[Path, Path]]:

@@ -8,10 +8,10 @@ the Agg canvas directly (no pyplot state, no display needed).
 - :func:`domain_samples` one row of samples per pseudo-domain (cluster id).
 - :func:`style_codes` 2-D t-SNE (or PCA) of style codes, coloured by pseudo-label and by true label.
 - :func:`metric_curves` metric value against ``row["options"]["iteration"]``, one panel per metric.
-- :func:`fid_bars` per-class FID bars (``class != "mean"``) with the mean as a dashed line.
+- :func:`fid_bars` per-class FID bars (classes other than the mean) with the mean as a dashed line.
 
-The ``*_from_model`` helpers run a Translator (see :mod:`unit_eval.translator`) on a dataset split
-({class: [paths]}) and return what the plotting functions take.
+What a model produces for these figures (translation grids, clusters, style codes) comes from
+:mod:`unit_eval.evaluation.figures`; this module only draws.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from .cache import atomic_write_bytes
 from .errors import UnitEvalError
+from .results import MEAN
 
 CELL_INCHES = 1.15
 GAP = 4  # pixels between tiles in mosaics
@@ -272,7 +273,7 @@ def metric_curves(
     path: str | os.PathLike,
     *,
     metrics: Sequence[str] | None = None,
-    cls: str = "mean",
+    cls: str = MEAN,
     runs: Sequence[str] | None = None,
     title: str | None = None,
     pdf: bool = False,
@@ -309,7 +310,7 @@ def metric_curves(
             ax.plot(its, [points[i] for i in its], marker="o", markersize=3, linewidth=1.5, label=_short(label, 28))
         ax.set_xlabel("iteration")
         ax.set_ylabel(metric)
-        ax.set_title(metric if cls == "mean" else f"{metric} ({cls})", fontsize=10)
+        ax.set_title(metric if cls == MEAN else f"{metric} ({cls})", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
     fig.suptitle(title or "Metrics during training", fontsize=11)
@@ -349,10 +350,10 @@ def fid_bars(
         if key in latest and _iteration(row) != latest[key]:
             continue
         groups.setdefault(key, {})[str(row["class"])] = float(row["value"])
-    groups = {k: v for k, v in groups.items() if any(c != "mean" for c in v)}
+    groups = {k: v for k, v in groups.items() if any(c != MEAN for c in v)}
     if not groups:
         raise UnitEvalError(f"no per-class {metric!r} rows (class other than 'mean') in the results")
-    classes = sorted({c for v in groups.values() for c in v if c != "mean"}, key=_class_key)
+    classes = sorted({c for v in groups.values() for c in v if c != MEAN}, key=_class_key)
     n = len(groups)
     width = 0.8 / n
     fig = _figure(max(5.0, 0.45 * len(classes) * max(1, n) ** 0.5 + 2.5), 4.0)
@@ -366,8 +367,8 @@ def fid_bars(
         ys = [values.get(c, np.nan) for c in classes]
         label = f"{run} ({proto})" if multi_protocol else run
         ax.bar(xs, ys, width=width * 0.95, color=cmap(g % 10), label=_short(label, 28))
-        per_class = [v for c, v in values.items() if c != "mean"]
-        mean, how = (values["mean"], "mean") if "mean" in values else (float(np.mean(per_class)), "mean, computed")
+        per_class = [v for c, v in values.items() if c != MEAN]
+        mean, how = (values[MEAN], "mean") if MEAN in values else (float(np.mean(per_class)), "mean, computed")
         ax.axhline(mean, color=cmap(g % 10), linestyle="--", linewidth=1.2, label=f"{_short(label, 20)} {how} {mean:.1f}")
     ax.set_xticks(range(len(classes)))
     rotate = max(len(c) for c in classes) > 4 or len(classes) > 12
@@ -387,145 +388,3 @@ def _class_key(name: str):
 
 # --------------------------------------------------------------------------------------------------
 # model-driven figures
-
-
-def _load(paths: Sequence[Path], size: int) -> np.ndarray:
-    from .images import load_image
-
-    return np.stack([load_image(p, size=size) for p in paths])
-
-
-def _apply(fn, images: np.ndarray, device, batch_size: int = 32):
-    """Run ``fn`` on uint8 N x H x W x 3 batches as [-1, 1] float tensors; concatenate the outputs."""
-    import torch
-
-    from .images import to_tensor_uint8, uint8_to_float
-
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch_size):
-            x = uint8_to_float(to_tensor_uint8(list(images[i:i + batch_size]))).to(device)
-            outs.append(torch.as_tensor(fn(x)).detach().cpu())
-    return torch.cat(outs)
-
-
-def _to_uint8_images(tensor) -> np.ndarray:
-    from .images import float_to_uint8
-
-    return float_to_uint8(tensor).permute(0, 2, 3, 1).numpy()
-
-
-def _model_device(model):
-    import torch
-
-    dev = getattr(model, "device", None)
-    if dev is not None:
-        return torch.device(dev)
-    for attr in getattr(model, "__dict__", {}).values():
-        params = getattr(attr, "parameters", None)
-        if callable(params):
-            for p in params():
-                return p.device
-    return torch.device("cpu")
-
-
-def _pick_per_class(split: dict[str, list[Path]], n: int, rng: np.random.Generator, skip=()) -> list[tuple[str, Path]]:
-    """``n`` images cycling through the classes in order, each drawn at random (seeded) within its class."""
-    classes = [c for c in split if split[c]]
-    if not classes:
-        raise UnitEvalError("the data split has no images")
-    order = {c: [p for p in rng.permutation(len(split[c]))] for c in classes}
-    used = {c: 0 for c in classes}
-    chosen = []
-    k = 0
-    while len(chosen) < n and k < n * len(classes) * 4:
-        c = classes[k % len(classes)]
-        k += 1
-        while used[c] < len(order[c]) and split[c][order[c][used[c]]] in skip:
-            used[c] += 1
-        if used[c] < len(order[c]):
-            chosen.append((c, split[c][order[c][used[c]]]))
-            used[c] += 1
-    return chosen
-
-
-def _subsample(split: dict[str, list[Path]], max_images: int, rng: np.random.Generator) -> list[tuple[str, Path]]:
-    """Up to ``max_images`` (class, path) items, as even across classes as the classes allow."""
-    items = []
-    per_class = {c: list(ps) for c, ps in split.items() if ps}
-    quota = max(1, max_images // max(1, len(per_class)))
-    for c, ps in per_class.items():
-        idx = sorted(rng.permutation(len(ps))[:quota])
-        items += [(c, ps[i]) for i in idx]
-    return items[:max_images]
-
-
-def grid_from_model(model, split: dict[str, list[Path]], *, n_sources: int = 5, n_references: int = 5, seed: int = 0) -> dict:
-    """Sources and references (one per class in turn, seeded) and the model's reference-guided outputs."""
-    import torch
-
-    rng = np.random.default_rng(seed)
-    srcs = _pick_per_class(split, n_sources, rng)
-    refs = _pick_per_class(split, n_references, rng, skip={p for _, p in srcs})
-    size = int(model.image_size)
-    src_img, ref_img = _load([p for _, p in srcs], size), _load([p for _, p in refs], size)
-    device = _model_device(model)
-    from .images import to_tensor_uint8, uint8_to_float
-
-    s = uint8_to_float(to_tensor_uint8(list(src_img))).to(device)
-    r = uint8_to_float(to_tensor_uint8(list(ref_img))).to(device)
-    rows = []
-    with torch.no_grad():
-        for i in range(len(s)):
-            out = model.translate(s[i:i + 1].repeat(len(r), 1, 1, 1), r)
-            rows.append(_to_uint8_images(torch.as_tensor(out).detach().cpu()))
-    return {
-        "sources": src_img,
-        "references": ref_img,
-        "outputs": np.stack(rows),
-        "source_labels": [c for c, _ in srcs],
-        "reference_labels": [c for c, _ in refs],
-    }
-
-
-def clusters_from_model(model, split: dict[str, list[Path]], *, max_images: int = 500, per_cluster: int = 8, seed: int = 0) -> dict:
-    """Assign up to ``max_images`` images to pseudo-domains with ``model.cluster``; sample each domain."""
-    from .translator import require
-
-    cluster = require(model, "cluster", "plot domains")
-    rng = np.random.default_rng(seed)
-    items = _subsample(split, max_images, rng)
-    images = _load([p for _, p in items], int(model.image_size))
-    ids = _apply(cluster, images, _model_device(model)).numpy().astype(np.int64).reshape(-1)
-    if len(ids) != len(images):
-        raise UnitEvalError(f"model.cluster returned {len(ids)} ids for {len(images)} images")
-    samples, counts = {}, {}
-    for k in sorted(set(ids.tolist())):
-        members = np.flatnonzero(ids == k)
-        counts[k] = len(members)
-        take = members if len(members) <= per_cluster else np.sort(rng.choice(members, per_cluster, replace=False))
-        samples[k] = images[take]
-    k_hat = getattr(model, "num_domains", None)
-    return {"samples": samples, "counts": counts, "num_domains": k_hat, "n_images": len(images)}
-
-
-def codes_from_model(model, split: dict[str, list[Path]], *, max_images: int = 1000, seed: int = 0) -> dict:
-    """Style codes (``model.style``), pseudo-labels (``model.cluster`` when present) and true labels."""
-    from .translator import require
-
-    style = require(model, "style", "plot codes")
-    rng = np.random.default_rng(seed)
-    items = _subsample(split, max_images, rng)
-    images = _load([p for _, p in items], int(model.image_size))
-    device = _model_device(model)
-    codes = _apply(style, images, device).reshape(len(images), -1).numpy()
-    cluster = getattr(model, "cluster", None)
-    pseudo = _apply(cluster, images, device).numpy().astype(np.int64).reshape(-1) if callable(cluster) else None
-    class_names = list(split)
-    index = {c: i for i, c in enumerate(class_names)}
-    return {
-        "codes": codes,
-        "pseudo_labels": pseudo,
-        "true_labels": np.array([index[c] for c, _ in items]),
-        "class_names": class_names,
-    }

@@ -52,6 +52,11 @@ class ProtocolSpec:
     fake_folder: ClassVar[bool] = False
     metrics: ClassVar[tuple[str, ...]] = ()
     _choices: ClassVar[dict[str, tuple]] = {}
+    # how the kind is evaluated: "module:function" taking (runner, spec, seed) -> ProtocolResult, an optional
+    # "module:function" (runner, spec) run before any generation, and whether it reads a paired dataset
+    evaluator: ClassVar[str] = ""
+    check: ClassVar[str | None] = None
+    paired: ClassVar[bool] = False
 
     def options(self) -> dict:
         """Every number-moving setting, for result rows (``file`` and prose excluded)."""
@@ -84,6 +89,7 @@ class ClassFID(ProtocolSpec):
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
     _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.fid_kinds:class_fid"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +119,7 @@ class LegacyTunitMFID(ProtocolSpec):
     metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
     _choices: ClassVar[dict[str, tuple]] = {"branch": ("auto", "animal_faces", "other"),
                                             "preprocessing": ("tunit-legacy",)}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.fid_kinds:legacy_mfid"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +140,7 @@ class DensityCoverage(ProtocolSpec):
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("density", "coverage", "precision", "recall")
     _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.dc:density_coverage"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +165,7 @@ class ClusterEval(ProtocolSpec):
     needs: ClassVar[tuple[str, ...]] = ("cluster", "style")
     metrics: ClassVar[tuple[str, ...]] = ("cluster_acc", "cluster_acc_majority", "nmi", "ioi")
     _choices: ClassVar[dict[str, tuple]] = {"ioi_groups": ("predicted", "labels"), "guiding_network": ("non-ema", "ema")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.cluster:cluster_scores"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +185,7 @@ class ReferenceClassFID(ProtocolSpec):
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
     _choices: ClassVar[dict[str, tuple]] = {"preprocessing": ("tf1-bilinear", "tunit-legacy")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.fid_kinds:reference_class_fid"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,6 +208,7 @@ class LpipsDiversity(ProtocolSpec):
 
     metrics: ClassVar[tuple[str, ...]] = ("lpips_diversity",)
     _choices: ClassVar[dict[str, tuple]] = {"targets": ("all-other", "one-random"), "net": ("alex", "vgg")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.lpips_kinds:diversity"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +227,7 @@ class LpipsContent(ProtocolSpec):
 
     metrics: ClassVar[tuple[str, ...]] = ("lpips_content",)
     _choices: ClassVar[dict[str, tuple]] = {"net": ("alex", "vgg")}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.lpips_kinds:content"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,8 +251,12 @@ class MapsPixelAccuracy(ProtocolSpec):
     needs: ClassVar[tuple[str, ...]] = ("translate_to_domain",)
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("pixel_accuracy",)
+    evaluator: ClassVar[str] = "unit_eval.evaluation.pixacc:pixel_accuracy"
+    check: ClassVar[str | None] = "unit_eval.evaluation.pixacc:check"
+    paired: ClassVar[bool] = True
 
 
+# The one registry of protocol kinds: TOML ``kind`` -> spec class; each class names its evaluator (see above).
 KINDS: dict[str, type[ProtocolSpec]] = {
     "class-fid": ClassFID,
     "tunit-legacy-mfid": LegacyTunitMFID,
@@ -287,7 +303,7 @@ def _validate(data: dict, where: str) -> ProtocolSpec:
             raise UnitEvalError(f"{where}: {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
     if data["seed"] < 0:
         raise UnitEvalError(f"{where}: seed must be non-negative, got {data['seed']}")
-    if kind == "pixel-accuracy" and not data["target_domain"].strip():
+    if "target_domain" in data and not data["target_domain"].strip():
         raise UnitEvalError(f"{where}: target_domain must name a domain (e.g. \"map\")")
     return cls(**data, file=where)
 

@@ -1,6 +1,7 @@
 """Result rows (one JSON object per line) shared by evaluation, tables and regression checks.
 
-A row: ``run``, ``dataset`` (its name: a named dataset's, else the data folder's name), ``protocol``,
+The row schema lives here alone: :func:`make_row` builds every row (protocols through :class:`ProtocolResult`,
+folder commands too), :func:`read_rows` checks every row read back. A row: ``run``, ``dataset`` (its name: a named dataset's, else the data folder's name), ``protocol``,
 ``metric``, ``class`` ("mean" for the aggregate), ``value``, and what makes it reproducible: ``seed``,
 ``n_real``, ``n_fake``, ``extractor``, ``version``, ``ckpt_sha256`` (when a checkpoint was evaluated),
 ``time`` (UTC ISO), plus free-form ``options``. Rows never carry absolute paths of the machine that wrote
@@ -12,13 +13,22 @@ import datetime as _dt
 import json
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, TypedDict
 
 from . import __version__
 from .errors import UnitEvalError
 
 REQUIRED_KEYS = ("run", "protocol", "metric", "class", "value")
+MEAN = "mean"  # the class of an aggregate row (the mean over classes, or a set without classes)
+
+# The schema of a row as JSON (``class`` is a Python keyword, hence the functional form).
+Row = TypedDict("Row", {
+    "run": str, "dataset": "str | None", "protocol": str, "metric": str, "class": str, "value": float,
+    "seed": "int | None", "n_real": "int | None", "n_fake": "int | None", "extractor": "str | None", "version": str,
+    "ckpt_sha256": "str | None", "time": str, "options": dict,
+})
 
 
 def make_row(
@@ -27,7 +37,7 @@ def make_row(
     protocol: str,
     metric: str,
     value: float,
-    cls: str = "mean",
+    cls: str = MEAN,
     dataset: str | None = None,
     seed: int | None = None,
     n_real: int | None = None,
@@ -35,7 +45,7 @@ def make_row(
     extractor: str | None = None,
     ckpt_sha256: str | None = None,
     options: dict | None = None,
-) -> dict:
+) -> Row:
     return {
         "run": run,
         "dataset": dataset,
@@ -52,6 +62,51 @@ def make_row(
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": options or {},
     }
+
+
+@dataclass
+class ProtocolResult:
+    """Values per metric and class ("mean" for the aggregate), with counts and everything for result rows."""
+
+    protocol: str
+    seed: int
+    values: dict[str, dict[str, float]]
+    n_real: dict[str, int] = field(default_factory=dict)  # class -> count; "mean" -> total
+    n_fake: dict[str, int] = field(default_factory=dict)
+    extractor: str | None = None
+    options: dict = field(default_factory=dict)
+    dataset: str | None = None
+
+    def rows(self, run: str, ckpt_sha256: str | None = None) -> list[Row]:
+        """One row per (metric, class), built by :func:`make_row`, the only row builder."""
+        rows = []
+        for metric, per in self.values.items():
+            for cls, value in per.items():
+                rows.append(make_row(run=run, protocol=self.protocol, metric=metric, value=value, cls=cls,
+                                     dataset=self.dataset, seed=self.seed,
+                                     n_real=self.n_real.get(cls, self.n_real.get(MEAN)),
+                                     n_fake=self.n_fake.get(cls, self.n_fake.get(MEAN)),
+                                     extractor=self.extractor, ckpt_sha256=ckpt_sha256, options=self.options))
+        return rows
+
+    def summary(self) -> dict:
+        out: dict = {"protocol": self.protocol, "seed": self.seed}
+        for metric, per in self.values.items():
+            if MEAN in per:
+                out[metric] = per[MEAN]
+        if "mfid" in self.values:
+            out["per_class"] = dict(self.values["fid"])
+        else:
+            for metric, per in self.values.items():
+                classes = {c: v for c, v in per.items() if c != MEAN}
+                if classes:
+                    out["per_class"] = classes
+                    break
+        out["n_real"] = self.n_real.get(MEAN)
+        out["n_fake"] = self.n_fake.get(MEAN)
+        out["extractor"] = self.extractor
+        out["dataset"] = self.dataset
+        return out
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> int:
@@ -112,7 +167,7 @@ def check_writable(path: str | os.PathLike, what: str = "--out") -> Path:
     return path
 
 
-def read_rows(path: str | os.PathLike) -> list[dict]:
+def read_rows(path: str | os.PathLike) -> list[Row]:
     """Read a JSONL results file; each line must be a JSON object with the required keys."""
     path = Path(path)
     if not path.is_file():

@@ -193,9 +193,7 @@ def _block(extractor) -> int:
 
 
 def feature_dim_of(extractor) -> int:
-    from .features import FEATURE_DIM
-
-    return int(getattr(extractor, "feature_dim", FEATURE_DIM))
+    return int(extractor.feature_dim)
 
 
 def _shard_features(extractor, paths: list, size, resize_filter: str, desc: str) -> np.ndarray:
@@ -216,8 +214,9 @@ def extract_features(extractor, paths: list, size=None, resize_filter: str = "bi
 
 
 def extract_statistics(extractor, paths: list, size=None, resize_filter: str = "bicubic", desc: str = "features",
-                       gather_up_to: int | None = None) -> tuple[int, np.ndarray, np.ndarray]:
-    """(n, mean, covariance) of the features of ``paths``; under torchrun computed from every rank's shard.
+                       gather_up_to: int | None = None):
+    """The :class:`~unit_eval.metrics.fid.Gaussian` of the features of ``paths``; under torchrun computed from every
+    rank's shard.
 
     Sets of more than ``gather_up_to`` images (default: the feature dimension D) are reduced: one all-reduce
     of the float64 sums and cross-products, features never leave their rank. Smaller sets are gathered and
@@ -225,18 +224,17 @@ def extract_statistics(extractor, paths: list, size=None, resize_filter: str = "
     reduction, and the FID of such a rank-deficient covariance is sensitive to rounding (permuting the rows
     of a 24-image set moves it by 1e-9 relative), so it is reproduced bit for bit instead of to rounding.
     """
-    from .metrics.fid import feature_statistics
+    from .metrics.fid import Gaussian
 
+    device = getattr(extractor, "device", "cpu")
     if not start(extractor.device):
-        feats = extractor.files(paths, size, resize_filter, desc=desc)
-        return (len(feats), *feature_statistics(feats))
+        return Gaussian(extractor.files(paths, size, resize_filter, desc=desc), device)
     if not paths:
         raise UnitEvalError("no images to extract features from")
     if len(paths) <= (feature_dim_of(extractor) if gather_up_to is None else gather_up_to):
-        feats = extract_features(extractor, paths, size, resize_filter, desc)
-        return (len(feats), *feature_statistics(feats))
+        return Gaussian(extract_features(extractor, paths, size, resize_filter, desc), device)
     sums = all_reduce_sums(FeatureSums.of(_shard_features(extractor, paths, size, resize_filter, desc)))
-    return (sums.n, *sums.statistics())
+    return Gaussian.from_moments(sums.n, *sums.statistics(), device=device)
 
 
 __all__ = [

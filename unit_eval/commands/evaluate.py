@@ -38,7 +38,7 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
 
     Under torchrun, generation and feature extraction of the FID and D&C protocols are sharded over the ranks;
     rank 0 alone prints and appends rows."""
-    from ..protocol_runner import evaluate
+    from ..evaluation import evaluate
     from ..sharding import is_main
 
     results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
@@ -54,22 +54,25 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
 
 
 def save_rows(out: str, rows: list[dict], printed: str) -> None:
-    """Append after the results were printed, so a failed write loses nothing that was computed."""
+    """Append after the results were printed, so a failed write loses nothing that was computed; ``printed`` names
+    what was printed ("result", "results")."""
     from ..errors import UnitEvalError
     from ..results import append_rows
 
     try:
         append_rows(out, rows)
     except UnitEvalError as exc:
-        raise UnitEvalError(f"{exc}; the {printed} printed above were not saved") from None
+        raise UnitEvalError(f"{exc}; the {printed} printed above {'were' if printed.endswith('s') else 'was'} not saved") from None
     info(f"appended {len(rows)} rows to {out}")
 
 
 def _text(result) -> str:
+    from ..results import MEAN
+
     head = [f"{result.protocol} (seed {result.seed}):"]
     for metric, per in result.values.items():
-        mean = per.get("mean")
-        classes = {c: v for c, v in per.items() if c != "mean"}
+        mean = per.get(MEAN)
+        classes = {c: v for c, v in per.items() if c != MEAN}
         if mean is not None:
             head.append(f"  {metric} {mean:.4f}")
         if classes:

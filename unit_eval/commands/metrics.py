@@ -6,7 +6,6 @@ import click
 from ..errors import UnitEvalError
 from .common import emit, json_option, official_tunit, official_tunit_options, precision_option, writable_out
 
-ROW_KEYS = ("fid", "mfid", "density", "coverage", "precision", "recall", "lpips", "lpips_diversity", "pixel_accuracy")
 
 
 def extractor_options(fn):
@@ -48,30 +47,17 @@ def _cache(no_cache):
     return None if no_cache else FeatureCache()
 
 
-def _append(out, run_name, protocol, result, extractor, size, resize_filter, options=None, per_class_key=None,
-            dataset=None):
-    """Rows of a folder command; ``dataset`` is the real folder's name (rows carry names, never paths)."""
-    if not out:
+def _finish(result, out, run_name, fake, as_json, text) -> None:
+    """Print a folder command's result (rank 0 under torchrun), then append its rows: a failed write loses nothing."""
+    from ..folders import summary
+
+    if not _is_main():
         return
-    from ..results import append_rows, make_row
+    emit(summary(result), as_json, text(summary(result)))
+    if out:
+        from .evaluate import save_rows
 
-    common = dict(run=run_name, protocol=protocol, seed=None, extractor=extractor.describe() if extractor else None,
-                  dataset=dataset, options={"size": size, "resize_filter": resize_filter if size else None, **(options or {})})
-    rows = []
-    n_real, n_fake = result.get("n_real"), result.get("n_fake")
-    for key in ROW_KEYS:
-        if key in result:
-            rows.append(make_row(metric=key, value=result[key],
-                                 n_real=sum(n_real.values()) if isinstance(n_real, dict) else n_real,
-                                 n_fake=sum(n_fake.values()) if isinstance(n_fake, dict) else n_fake, **common))
-    if per_class_key:
-        for cls, value in result[per_class_key].items():
-            rows.append(make_row(metric="fid", value=value, cls=cls, n_real=n_real[cls], n_fake=n_fake[cls], **common))
-    try:
-        append_rows(out, rows)
-    except UnitEvalError as exc:
-        raise UnitEvalError(f"{exc}; the result printed above was not saved") from None
-
+        save_rows(out, result.rows(run_name or _name(fake)), "result")
 
 
 @click.command("fid")
@@ -86,11 +72,7 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
 
     extractor = _extractor(device, batch_size, workers, precision)
     result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache))
-    result["extractor"] = extractor.describe()
-    if not _is_main():
-        return
-    emit(result, as_json, f"FID {result['fid']:.4f} ({result['n_real']} real, {result['n_fake']} fake)")
-    _append(out, run_name or _name(fake), "fid", result, extractor, size, resize_filter, dataset=_name(real))
+    _finish(result, out, run_name, fake, as_json, lambda r: f"FID {r['fid']:.4f} ({r['n_real']} real, {r['n_fake']} fake)")
 
 
 @click.command("mfid")
@@ -113,7 +95,8 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
     if ckpt or model_spec:
         if not (data or real):
             raise UnitEvalError("--ckpt/--model needs --data DATASET (or --real with class folders)")
-        from ..protocol_runner import evaluate, load_protocol, protocol_summary
+        from ..evaluation import evaluate, protocol_summary
+        from ..protocol_specs import load_protocol
         from .evaluate import save_rows
 
         if "mfid" not in load_protocol(protocol).metrics:
@@ -133,12 +116,7 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
 
     extractor = _extractor(device, batch_size, workers, precision)
     result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache))
-    result["extractor"] = extractor.describe()
-    if not _is_main():
-        return
-    emit(result, as_json, _mfid_text(result))
-    _append(out, run_name or _name(fake), "mfid", result, extractor, size, resize_filter, per_class_key="per_class",
-            dataset=_name(real))
+    _finish(result, out, run_name, fake, as_json, _mfid_text)
 
 
 def _mfid_text(result):
@@ -165,11 +143,8 @@ def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, 
 
     extractor = _extractor(device, batch_size, workers, precision)
     result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache))
-    result["extractor"] = extractor.describe()
-    if not _is_main():
-        return
-    emit(result, as_json, " ".join(f"{m} {result[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
-    _append(out, run_name or _name(fake), "dc", result, extractor, size, resize_filter, {"k": k}, dataset=_name(real))
+    _finish(result, out, run_name, fake, as_json,
+            lambda r: " ".join(f"{m} {r[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
 
 
 def lpips_options(fn):

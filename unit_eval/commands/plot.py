@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import UnitEvalError
+from ..results import MEAN
 from .common import emit, info, json_option, writable_out
 
 
@@ -34,6 +35,7 @@ def _output_options(fn):
 
 
 def _load_model(ckpt, model_spec, device):
+    """(model, the device it runs on): the device is decided here, once, and handed to what runs the model."""
     from ..device import resolve_device
 
     if bool(ckpt) == bool(model_spec):
@@ -42,10 +44,10 @@ def _load_model(ckpt, model_spec, device):
     if ckpt:
         from ..translator import load_checkpoint_translator
 
-        return load_checkpoint_translator(ckpt, dev)
+        return load_checkpoint_translator(ckpt, dev), dev
     from ..translator import load_user_model
 
-    return load_user_model(model_spec, dev)
+    return load_user_model(model_spec, dev), dev
 
 
 def _split(data, data_root, split):
@@ -72,10 +74,11 @@ def plot_group():
 @json_option
 def grid_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, n_sources, n_references, as_json):
     """Reference-guided translation grid: references across the top, sources down the left."""
-    from ..plots import grid_from_model, translation_grid
+    from ..evaluation.figures import grid_from_model
+    from ..plots import translation_grid
 
-    model = _load_model(ckpt, model_spec, device)
-    g = grid_from_model(model, _split(data, data_root, split), n_sources=n_sources, n_references=n_references, seed=seed)
+    model, dev = _load_model(ckpt, model_spec, device)
+    g = grid_from_model(model, _split(data, data_root, split), dev, n_sources=n_sources, n_references=n_references, seed=seed)
     files = translation_grid(
         g["sources"], g["references"], g["outputs"], out, source_labels=g["source_labels"],
         reference_labels=g["reference_labels"], title=title or "Reference-guided translation", pdf=pdf,
@@ -91,10 +94,12 @@ def grid_command(ckpt, model_spec, data, data_root, split, device, seed, out, pd
 @json_option
 def domains_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, per_cluster, max_images, as_json):
     """Samples of each pseudo-domain (rows = cluster ids), from the model's cluster()."""
-    from ..plots import clusters_from_model, domain_samples
+    from ..evaluation.figures import clusters_from_model
+    from ..plots import domain_samples
 
-    model = _load_model(ckpt, model_spec, device)
-    c = clusters_from_model(model, _split(data, data_root, split), max_images=max_images, per_cluster=per_cluster, seed=seed)
+    model, dev = _load_model(ckpt, model_spec, device)
+    c = clusters_from_model(model, _split(data, data_root, split), dev, max_images=max_images, per_cluster=per_cluster,
+                            seed=seed)
     k_hat = c["num_domains"]
     empty = [k for k in range(k_hat) if k not in c["counts"]] if isinstance(k_hat, int) else []
     default_title = f"Pseudo-domains of {c['n_images']} images" + (f" (K={k_hat}; empty: {', '.join(map(str, empty))})" if empty else "")
@@ -113,10 +118,11 @@ def domains_command(ckpt, model_spec, data, data_root, split, device, seed, out,
 @json_option
 def codes_command(ckpt, model_spec, data, data_root, split, device, seed, out, pdf, title, method, max_images, as_json):
     """Style codes in 2-D, coloured by pseudo-label (if the model clusters) and by true class."""
-    from ..plots import codes_from_model, style_codes
+    from ..evaluation.figures import codes_from_model
+    from ..plots import style_codes
 
-    model = _load_model(ckpt, model_spec, device)
-    c = codes_from_model(model, _split(data, data_root, split), max_images=max_images, seed=seed)
+    model, dev = _load_model(ckpt, model_spec, device)
+    c = codes_from_model(model, _split(data, data_root, split), dev, max_images=max_images, seed=seed)
     info(f"embedding {len(c['codes'])} style codes in 2-D ({method})")
     files = style_codes(c["codes"], c["pseudo_labels"], c["true_labels"], out, class_names=c["class_names"],
                         method=method, seed=seed, title=title, pdf=pdf)
@@ -128,7 +134,7 @@ def codes_command(ckpt, model_spec, data, data_root, split, device, seed, out, p
 @_output_options
 @click.option("--metric", "metrics", multiple=True, help="Metric(s) to plot (default: all with options.iteration).")
 @click.option("--run", "runs", multiple=True, help="Run name(s) to plot (default: all).")
-@click.option("--class", "cls", default="mean", show_default=True, help="Class of the rows to plot.")
+@click.option("--class", "cls", default=MEAN, show_default=True, help="Class of the rows to plot.")
 @json_option
 def curves_command(results, out, pdf, title, metrics, runs, cls, as_json):
     """Metric against training iteration (rows' options.iteration) from RESULTS JSONL files."""

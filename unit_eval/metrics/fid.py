@@ -78,30 +78,59 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, device: str | torch.device = "cpu
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
 
 
-class GaussianReference:
-    """A real set's Gaussian with a thin factor F of its covariance (S1 = F F^T), built once and reused for
-    every fake set (classes, seeds, checkpoints).
+class Gaussian:
+    """A feature set's Gaussian: count ``n``, float64 mean ``mu`` and covariance ``sigma`` (ddof=1), and a factor F
+    of the covariance (S = F F^T), built on first use and reused for every set it is compared with (classes,
+    seeds, checkpoints): the one statistics type of folder metrics, protocols and the sharded reduction.
 
-    F is the centred features / sqrt(n1 - 1) (D x n1) when n1 < D: exact, no decomposition at all; else the
-    Cholesky factor (the PSD square root if S1 is singular). tr((S1 S2)^½) are then the eigenvalues of
-    F^T S2 F = Y^T Y with Y = X2c F / sqrt(n2 - 1): Y's singular values when n2 is the smaller side, else the
-    eigenvalues of the m x m matrix F^T S2 F.
+    ``Gaussian(features)`` keeps the features when n < D, and F is then the centred features / sqrt(n - 1)
+    (D x n): exact, no decomposition at all. Otherwise, and for :meth:`from_moments` (a sharded reduction's
+    mean and covariance, features never gathered), F is the Cholesky factor (the PSD square root if S is
+    singular). tr((S1 S2)^½) are the square roots of the eigenvalues of F^T S2 F; against features X2 that is
+    Y^T Y with Y = X2c F / sqrt(n2 - 1): Y's singular values when n2 is the smaller side.
     """
 
     def __init__(self, features, device: str | torch.device = "cpu"):
         self.mu, self.sigma = feature_statistics(features)
         self.n, self.dim = np.asarray(features).shape
         self.device = device
-        if self.n < self.dim:
-            x = _as_float64(features, device)
-            self.factor = (x - x.mean(dim=0, keepdim=True)).T / np.sqrt(self.n - 1)
-        else:
-            s1 = _as_float64(self.sigma, device)
-            factor, info = torch.linalg.cholesky_ex(s1)
-            self.factor = factor if int(info) == 0 else psd_sqrt(s1, device)
+        self._features = features if self.n < self.dim else None
+        self._factor: torch.Tensor | None = None
 
-    def trace_sqrt_product(self, features2) -> float:
-        x = _as_float64(features2, self.device)
+    @classmethod
+    def from_moments(cls, n: int, mu, sigma, device: str | torch.device = "cpu") -> "Gaussian":
+        """From a count, mean and covariance (e.g. reduced over ranks); checked like ``feature_statistics``'."""
+        obj = cls.__new__(cls)
+        obj.mu, obj.sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+        if obj.mu.ndim != 1 or obj.sigma.shape != (obj.mu.shape[0],) * 2:
+            raise UnitEvalError(f"statistics do not match: mu {obj.mu.shape}, sigma {obj.sigma.shape}")
+        if int(n) < 2:
+            raise UnitEvalError(f"FID needs at least 2 images per set, got {n}")
+        if not (np.isfinite(obj.mu).all() and np.isfinite(obj.sigma).all()):
+            raise UnitEvalError("statistics contain NaN or infinite values")
+        obj.n, obj.dim, obj.device = int(n), obj.mu.shape[0], device
+        obj._features, obj._factor = None, None
+        return obj
+
+    @property
+    def factor(self) -> torch.Tensor:
+        if self._factor is None:
+            if self._features is not None:
+                x = _as_float64(self._features, self.device)
+                self._factor = (x - x.mean(dim=0, keepdim=True)).T / np.sqrt(self.n - 1)
+            else:
+                s1 = _as_float64(self.sigma, self.device)
+                factor, info = torch.linalg.cholesky_ex(s1)
+                self._factor = factor if int(info) == 0 else psd_sqrt(s1, self.device)
+        return self._factor
+
+    def trace_sqrt_product(self, other) -> float:
+        """tr((S1 S2)^½) against N2 x D features or another :class:`Gaussian`."""
+        if isinstance(other, Gaussian):
+            s2 = _as_float64(other.sigma, self.device)
+            middle = self.factor.T @ s2 @ self.factor
+            return float(torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum())
+        x = _as_float64(other, self.device)
         n2 = x.shape[0]
         y = (x - x.mean(dim=0, keepdim=True)) @ self.factor / np.sqrt(n2 - 1)
         if n2 <= y.shape[1]:
@@ -109,13 +138,16 @@ class GaussianReference:
         middle = y.T @ y
         return float(torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum())
 
-    def fid(self, features2) -> float:
-        """FID of N2 x D features against this reference (float64)."""
-        mu2, sigma2 = feature_statistics(features2)
+    def fid(self, other) -> float:
+        """FID of ``other`` (N2 x D features, or a :class:`Gaussian`) against this one, float64."""
+        if isinstance(other, Gaussian):
+            mu2, sigma2 = other.mu, other.sigma
+        else:
+            mu2, sigma2 = feature_statistics(other)
         if mu2.shape != self.mu.shape:
             raise UnitEvalError(f"feature dimensions differ: reference {self.mu.shape[0]}, fake {mu2.shape[0]}")
         diff = self.mu - mu2
-        return float(diff @ diff + np.trace(self.sigma) + np.trace(sigma2) - 2.0 * self.trace_sqrt_product(features2))
+        return float(diff @ diff + np.trace(self.sigma) + np.trace(sigma2) - 2.0 * self.trace_sqrt_product(other))
 
 
 def fid_from_features(real_features, fake_features, device: str | torch.device = "cpu") -> float:
@@ -125,20 +157,19 @@ def fid_from_features(real_features, fake_features, device: str | torch.device =
     return frechet_distance(mu1, s1, mu2, s2, device=device)
 
 
-def class_wise_fid(real_stats: dict, fake_stats: dict, device: str | torch.device = "cpu") -> tuple[float, dict[str, float]]:
-    """mFID: the arithmetic mean of per-class FIDs (TUNIT). Each dict maps class -> (mu, sigma).
+def class_wise_fid(real: dict[str, Gaussian], fake: dict, device: str | torch.device = "cpu") -> tuple[float, dict[str, float]]:
+    """mFID: the arithmetic mean of per-class FIDs (TUNIT), the one implementation folder commands and protocols
+    share. ``real`` maps class -> :class:`Gaussian`; ``fake`` maps class -> :class:`Gaussian` or N x D features.
+    Per-class values come back in sorted class order.
 
     Real and fake class sets must be identical: a silently dropped class would change the mean.
     """
-    real_classes, fake_classes = set(real_stats), set(fake_stats)
+    real_classes, fake_classes = set(real), set(fake)
     if real_classes != fake_classes:
         only_real = sorted(real_classes - fake_classes)
         only_fake = sorted(fake_classes - real_classes)
         raise UnitEvalError(f"class sets differ: only in real {only_real}, only in fake {only_fake}")
     if not real_classes:
         raise UnitEvalError("no classes to evaluate")
-    per_class = {}
-    for cls in sorted(real_classes):
-        (mu1, s1), (mu2, s2) = real_stats[cls], fake_stats[cls]
-        per_class[cls] = frechet_distance(mu1, s1, mu2, s2, device=device)
+    per_class = {cls: real[cls].fid(fake[cls]) for cls in sorted(real_classes)}
     return float(np.mean(list(per_class.values()))), per_class

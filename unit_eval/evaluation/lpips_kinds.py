@@ -1,0 +1,67 @@
+"""LPIPS protocol kinds: ``lpips-diversity`` (StarGAN v2 / GP-UNIT: mean pairwise LPIPS among the outputs of one
+input) and ``lpips-content`` (TUNIT appendix: LPIPS between source and output)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..protocol_specs import LpipsContent, LpipsDiversity
+from ..results import MEAN, ProtocolResult
+from .batches import ImageCache
+from .sampling import Job, sample_class_fid, sample_diversity
+
+
+def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
+    from ..metrics.lpips import lpips_diversity
+
+    net = runner.lpips(spec.net)
+    split = runner.split(spec.input_split)
+    classes = list(split)
+    size = runner.image_size
+    inputs = sample_diversity(split, spec.outputs_per_input, spec.targets, seed)
+    g = spec.outputs_per_input
+    jobs = [Job(inp.source, ref, inp.target_class, f"{inp.target_class}/{inp.source_class}_{inp.source.stem}/{j:02d}_{ref.stem}")
+            for inp in inputs for j, ref in enumerate(inp.references)]
+    images = ImageCache(size, spec.resize_filter)
+    per_input: list[float] = []
+    pending: list[torch.Tensor] = []
+    for _, _, out in runner.translate(jobs, images, spec, "diversity"):
+        pending.append(out)
+        stacked = torch.cat(pending)
+        complete = stacked.shape[0] // g * g
+        if complete:
+            groups = stacked[:complete].reshape(complete // g, g, *stacked.shape[1:])
+            per_input.extend(lpips_diversity(net, groups, runner.settings.batch_size).tolist())
+        pending = [stacked[complete:]] if complete < stacked.shape[0] else []
+    tasks: dict[tuple[str, str], list[float]] = {}
+    for inp, score in zip(inputs, per_input):
+        tasks.setdefault((inp.source_class, inp.target_class), []).append(score)
+    task_means = {k: float(np.mean(v)) for k, v in tasks.items()}
+    values = {c: float(np.mean([v for (s, t), v in task_means.items() if t == c]))
+              for c in classes if any(t == c for _, t in task_means)}
+    values[MEAN] = float(np.mean(list(task_means.values())))
+    n_fake = {c: sum(g * len(v) for (s, t), v in tasks.items() if t == c) for c in values if c != MEAN}
+    n_fake[MEAN] = len(jobs)
+    return ProtocolResult(spec.name, seed, {"lpips_diversity": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
+                          runner.options(spec, size, n_inputs=len(inputs), n_tasks=len(task_means)))
+
+
+def content(runner, spec: LpipsContent, seed: int) -> ProtocolResult:
+    from ..metrics.lpips import lpips_pairs
+
+    net = runner.lpips(spec.net)
+    split = runner.split(spec.source_split)
+    size = runner.image_size
+    plan = sample_class_fid(split, spec.sources_per_class, spec.references_per_source, seed, purpose="class-fid",
+                            label=spec.name)
+    images = ImageCache(size, spec.resize_filter)
+    values = {}
+    for c, jobs in plan.items():
+        d = [lpips_pairs(net, src, out, runner.settings.batch_size)
+             for _, src, out in runner.translate(jobs, images, spec, f"content {c}")]
+        values[c] = float(torch.cat(d).mean())
+    values[MEAN] = float(np.mean([v for c, v in values.items()]))
+    n_fake = {c: len(j) for c, j in plan.items()}
+    n_fake[MEAN] = sum(n_fake.values())
+    return ProtocolResult(spec.name, seed, {"lpips_content": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
+                          runner.options(spec, size, pairs="as tunit-mfid (sampling purpose 'class-fid')"))
