@@ -15,8 +15,8 @@ PACKAGE = REPO / "unit_eval"
 
 # ARCHITECTURE.md, "Who may import whom": a module may import its own layer or lower ones.
 LAYERS = [
-    {"errors", "cache", "device", "distributed", "markup", "results", "images", "metrics"},
-    {"weights", "sharding", "features", "checkpoint", "datasets", "protocol_specs", "translator", "embedded"},
+    {"errors", "cache", "device", "distributed", "markup", "results", "images", "metrics", "stagetimes"},
+    {"weights", "sharding", "features", "checkpoint", "datasets", "protocol_specs", "translator", "embedded", "synth"},
     {"evaluation", "folders", "aggregate", "tables", "check", "plots"},
     {"commands", "cli"},
 ]

@@ -198,6 +198,49 @@ def test_bf16_autocast_step_is_finite():
     assert all(torch.isfinite(p).all() for p in recipe.gen.parameters())
 
 
+def _step_gradients(micro_batch, whole_batch_losses=False, monkeypatch=None):
+    """Gradients D and G receive in one toy step (captured at each optimiser step, which is then skipped), and the
+    logged parts, from one fixed initial state and batch."""
+    torch.manual_seed(0)
+    cfg = FUNITRecipe.default_config(iters=1, **TOY)
+    cfg["micro_batch"] = micro_batch
+    recipe = FUNITRecipe(cfg, 3, torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    x_a, x_b = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1, torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
+    l_a, l_b = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([2, 2, 1, 0, 0, 1])
+    grads = {}
+    for name, opt, net in (("d", recipe.opt_d, recipe.dis), ("g", recipe.opt_g, recipe.gen)):
+        opt.step = (lambda name=name, net=net: grads.__setitem__(
+            name, torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]).clone()))
+    if whole_batch_losses:  # mutation: every micro-batch scored as if it were the whole batch
+        for fn in ("discriminator_loss", "generator_loss"):
+            original = getattr(losses, fn)
+            monkeypatch.setattr(losses, fn, lambda *a, _f=original, **k: _f(*a, **{**k, "batch": None}))
+    parts = recipe.train_step({"content": {"image": x_a, "label": l_a}, "style": {"image": x_b, "label": l_b}}, 0)
+    return grads, parts
+
+
+@pytest.mark.parametrize("micro_batch", [2, 4])  # 4: uneven micro-batches (4 + 2)
+def test_micro_batches_give_the_whole_batch_gradient(micro_batch, monkeypatch):
+    whole, whole_parts = _step_gradients(0)
+    micro, micro_parts = _step_gradients(micro_batch)
+    close = lambda a, b: torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))  # noqa: E731  float32 sums
+    for net in ("d", "g"):
+        assert close(micro[net], whole[net]), net
+    assert micro_parts == pytest.approx(whole_parts, rel=1e-5, abs=1e-7)
+    mutated, _ = _step_gradients(micro_batch, whole_batch_losses=True, monkeypatch=monkeypatch)
+    assert not close(mutated["d"], whole["d"]) and not close(mutated["g"], whole["g"])
+
+
+def test_micro_batch_gradient_penalty_keeps_the_whole_batch_normalisation():
+    # the official penalty: grad of the whole batch's mean -> 1/B per sample, then / B
+    x = torch.randn(4, 3, 4, 4, requires_grad=True)
+    resp = (x * 2.0).sum(dim=(1, 2, 3))
+    whole = losses.real_gradient_penalty(resp, x)
+    halves = sum(losses.real_gradient_penalty((x[i:i + 2] * 2.0).sum(dim=(1, 2, 3)), x, batch=4) for i in (0, 2))
+    assert torch.allclose(halves, whole)
+
+
 def test_gradient_penalty_matches_definition():
     # sum over pixels of (d mean(D) / dx)^2, divided by the batch size (official calc_grad2)
     x = torch.randn(3, 3, 4, 4, requires_grad=True)
@@ -413,3 +456,21 @@ def test_act_first_block_shortcut_carries_activated_input():
     assert torch.allclose(wider(x), wider.shortcut(x) + residual(wider, x), atol=1e-6)
     (same(x).sum() + wider(x).sum()).backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_finalize_pass_shows_progress_and_quiet_hides_it(digits3, tmp_path):
+    """Found at paper scale: the pass over the training set after the last iteration (FUNIT's class codes, TUNIT's
+    domain styles) ran for minutes without a word on a CPU. It now has its own bar on stderr."""
+    import subprocess
+    import sys
+
+    def train_cli(out, *extra):
+        return subprocess.run([sys.executable, "-m", "unit_eval.cli", "train", "funit", "--data", str(digits3), "--out",
+                               str(out), "--iters", "1", "--toy", "--device", "cpu", *extra],
+                              capture_output=True, text=True, timeout=300)
+
+    shown = train_cli(tmp_path / "a")
+    assert shown.returncode == 0, shown.stderr
+    assert "funit: finalize over the training set" in shown.stderr
+    quiet = train_cli(tmp_path / "b", "--quiet")
+    assert quiet.returncode == 0 and "finalize over the training set" not in quiet.stderr

@@ -286,6 +286,17 @@ def materialize(name: str, out: str | os.PathLike | None = None, force: bool = F
     if spec is None:
         raise UnitEvalError(f"unknown embedded dataset {name!r}; choose from {', '.join(EMBEDDED)}")
     target = Path(out).expanduser() if out is not None else default_location(name)
+    return write_set(spec, target, force, progress)
+
+
+def write_set(spec: EmbeddedSet, target: Path, force: bool = False, progress: bool = True, what: str = "embedded dataset"
+              ) -> Path:
+    """Build ``spec`` into a temporary sibling of ``target`` and rename it into place (manifest last).
+
+    A folder already holding the current version of the same set is returned as is; a folder holding
+    anything else is refused.
+    """
+    name = spec.name
     if target.exists() and not force and _is_current(target, spec):
         return target
     if target.exists():
@@ -294,7 +305,7 @@ def materialize(name: str, out: str | os.PathLike | None = None, force: bool = F
         elif read_manifest(target) and read_manifest(target).get("name") == spec.name:
             shutil.rmtree(target)  # an older version of the same embedded set, or force
         else:
-            raise UnitEvalError(f"{target} exists and is not the embedded dataset {name!r}; choose another --out")
+            raise UnitEvalError(f"{target} exists and is not the {what} {name!r}; choose another --out")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:

@@ -28,6 +28,7 @@ from .cache import atomic_write_bytes, cache_dir, options_hash, remove_stale_tem
 from .device import check_precision, feature_numerics, resolve_device
 from .errors import UnitEvalError
 from .images import list_images, load_image, note
+from .stagetimes import stage, timed_iter
 
 PREPROCESSING = ("tf1-bilinear", "tunit-legacy")
 FEATURE_DIM = 2048
@@ -143,7 +144,7 @@ class InceptionFeatures:
             raise UnitEvalError("standard FID features take uint8 images; convert with unit_eval.images.float_to_uint8")
         step = _forward_chunk(self.device, self.batch_size)
         out = []
-        with feature_numerics(self.precision, self.device):
+        with feature_numerics(self.precision, self.device), stage("extract"):
             for start in range(0, images.shape[0], step):
                 x = images[start: start + step].to(self.device, non_blocking=True)
                 out.append((self.model(x)[0] if self.preprocessing == "tf1-bilinear" else self._legacy(x)).double().cpu())
@@ -250,8 +251,10 @@ def _decoded_batches(paths, size, resize_filter, batch_size, num_workers, pin_me
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers if len(dataset) > batch_size else 0,
         collate_fn=list, pin_memory=pin_memory,
     )
-    for items in loader:
-        yield from _group_by_shape(_decoded(items))
+    for items in timed_iter("decode", loader):
+        with stage("decode"):
+            batches = list(_group_by_shape(_decoded(items)))
+        yield from batches
 
 
 def array_sha256(array: np.ndarray) -> str:

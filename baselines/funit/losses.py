@@ -37,30 +37,43 @@ def gen_hinge(resp: torch.Tensor) -> torch.Tensor:
     return -resp.float().mean()
 
 
-def real_gradient_penalty(resp_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
-    """Squared gradient norm of mean(D(x)[label]) w.r.t. the real images, summed, per sample (official calc_grad2)."""
-    (grad,) = torch.autograd.grad(resp_real.float().mean(), x_real, create_graph=True)
-    return grad.float().pow(2).sum() / x_real.shape[0]
+def real_gradient_penalty(resp_real: torch.Tensor, x_real: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Squared gradient norm of mean(D(x)[label]) w.r.t. the real images, summed, per sample (official calc_grad2).
+
+    The official mean is over the whole batch, so the penalty scales as 1 / B^3: ``batch`` (the whole batch's size,
+    when ``x_real`` is one micro-batch of it) keeps that normalisation, and the micro-batches' penalties add up to
+    the whole batch's."""
+    if batch is None:
+        (grad,) = torch.autograd.grad(resp_real.float().mean(), x_real, create_graph=True)
+        return grad.float().pow(2).sum() / x_real.shape[0]
+    per_sample = resp_real.float().reshape(resp_real.shape[0], -1).mean(dim=1)
+    (grad,) = torch.autograd.grad(per_sample.sum() / batch, x_real, create_graph=True)
+    return grad.float().pow(2).sum() / batch
 
 
-def discriminator_loss(gen, dis, x_a, x_b, l_b, *, gan_w=1.0, gp_w=10.0):
-    """Total D loss and its parts (detached tensors, for logging)."""
+def discriminator_loss(gen, dis, x_a, x_b, l_b, *, gan_w=1.0, gp_w=10.0, batch=None):
+    """Total D loss and its parts (detached tensors, for logging).
+
+    ``batch``: the whole batch's size when these images are one micro-batch of it; every term then comes back
+    as this micro-batch's share, so the micro-batches' losses, gradients and parts sum to the whole batch's."""
+    w = 1.0 if batch is None else x_b.shape[0] / batch
     x_b = x_b.detach().requires_grad_(True)
     resp_real, _ = dis(x_b, l_b)
-    loss_real = dis_hinge_real(resp_real)
-    gp = real_gradient_penalty(resp_real, x_b)
+    loss_real = w * dis_hinge_real(resp_real)
+    gp = real_gradient_penalty(resp_real, x_b, batch)
     with torch.no_grad():
         x_t = gen.decode(gen.content(x_a), gen.class_code(x_b))
     resp_fake, _ = dis(x_t.detach(), l_b)
-    loss_fake = dis_hinge_fake(resp_fake)
+    loss_fake = w * dis_hinge_fake(resp_fake)
     total = gan_w * (loss_real + loss_fake) + gp_w * gp
-    acc = 0.5 * ((resp_real.detach() >= 0).float().mean() + (resp_fake.detach() < 0).float().mean())
+    acc = w * 0.5 * ((resp_real.detach() >= 0).float().mean() + (resp_fake.detach() < 0).float().mean())
     return total, {"d_total": total.detach(), "d_real": loss_real.detach(), "d_fake": loss_fake.detach(),
                    "d_gp": gp.detach(), "d_acc": acc}
 
 
-def generator_loss(gen, dis, x_a, l_a, x_b, l_b, *, gan_w=1.0, r_w=0.1, fm_w=1.0):
-    """Total G loss and its parts (detached tensors, for logging). Gradients reach D's parameters too: step only G."""
+def generator_loss(gen, dis, x_a, l_a, x_b, l_b, *, gan_w=1.0, r_w=0.1, fm_w=1.0, batch=None):
+    """Total G loss and its parts (detached tensors, for logging). Gradients reach D's parameters too: step only G.
+    ``batch``: as :func:`discriminator_loss` (every term here is a mean over samples, so a share is w x it)."""
     c_a = gen.content(x_a)
     s_a = gen.class_code(x_a)
     s_b = gen.class_code(x_b)
@@ -76,5 +89,8 @@ def generator_loss(gen, dis, x_a, l_a, x_b, l_b, *, gan_w=1.0, r_w=0.1, fm_w=1.0
     fm_r = l1(feat_r.mean(dim=(2, 3)), feat_a.mean(dim=(2, 3)))
     fm_t = l1(feat_t.mean(dim=(2, 3)), feat_b.mean(dim=(2, 3)))
     total = gan_w * adv + r_w * rec + fm_w * (fm_r + fm_t)
+    if batch is not None:
+        w = x_a.shape[0] / batch
+        total, adv, rec, fm_r, fm_t = (w * t for t in (total, adv, rec, fm_r, fm_t))
     return total, {"g_total": total.detach(), "g_adv": adv.detach(), "g_rec": rec.detach(),
                    "g_fm_rec": fm_r.detach(), "g_fm_trans": fm_t.detach()}, x_t.detach()

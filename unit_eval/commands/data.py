@@ -1,4 +1,4 @@
-"""``unit-eval data``: list, describe, materialise embedded sets, export paired sets as folders."""
+"""``unit-eval data``: list, describe, materialise embedded sets, write synthetic paper-shaped sets, export paired sets."""
 from __future__ import annotations
 
 import click
@@ -48,6 +48,30 @@ def materialize_command(name, out, force, as_json):
     from ..embedded import materialize
 
     path = materialize(name, out, force=force)
+    description = resolve_dataset(path).describe()
+    emit({"name": name, "path": str(path), "dataset": description}, as_json, str(path))
+
+
+@data_group.command("synth", short_help="Write a SYNTHETIC set with a benchmark's shape (paper-scale dry runs).")
+@click.argument("name", type=click.Choice(["animalfaces10-shape", "maps-shape"]))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="New or empty folder (or an earlier copy to rewrite).")
+@click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True,
+              help="Multiply every image count (tests use 0.01).")
+@click.option("--size", type=click.IntRange(min=16), default=None, help="Image side in pixels (default: the benchmark's, 128 or 256).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Rewrite even when a complete copy is already there.")
+@json_option
+def synth_command(name, out, scale, size, seed, force, as_json):
+    """Write NAME, real photographs cut and recoloured into the shape of a benchmark, at its published counts.
+
+    animalfaces10-shape: 10 classes x (740 train + 50 test) at 128 px. maps-shape: 1096 train satellites,
+    1098 test satellite/map pairs at 256 px. The data are SYNTHETIC: the dataset name in every result row
+    starts with 'synthetic-'.
+    """
+    from ..datasets import resolve_dataset
+    from ..synth import write_synth
+
+    path = write_synth(name, out, scale=scale, size=size, seed=seed, force=force)
     description = resolve_dataset(path).describe()
     emit({"name": name, "path": str(path), "dataset": description}, as_json, str(path))
 

@@ -37,23 +37,24 @@ SMOKE_PROTOCOLS: dict[str, dict[str, object]] = {
 CLASS_PROTOCOLS = ("demo-tunit-mfid", "demo-tunit-dc", "demo-lpips-diversity")
 
 
-def write_demo_protocols(folder: Path, sizes: dict[str, dict[str, object]] = DEMO_PROTOCOLS) -> dict[str, Path]:
-    """Copy each shipped protocol with smaller counts and a ``demo-`` name into ``folder``."""
+def write_demo_protocols(folder: Path, sizes: dict[str, dict[str, object]] = DEMO_PROTOCOLS, prefix: str = "demo"
+                         ) -> dict[str, Path]:
+    """Copy each shipped protocol with other values and a ``<prefix>-`` name into ``folder``."""
     from importlib.resources import files
 
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for name, changes in sizes.items():
         text = (files("unit_eval.protocols") / f"{name}.toml").read_text(encoding="utf-8")
-        text = re.sub(r'^name = ".*"$', f'name = "demo-{name}"', text, count=1, flags=re.M)
+        text = re.sub(r'^name = ".*"$', f'name = "{prefix}-{name}"', text, count=1, flags=re.M)
         for key, value in changes.items():
             literal = json.dumps(value)
-            text, n = re.subn(rf"^{key} *=.*$", f"{key} = {literal}  # demo size", text, count=1, flags=re.M)
+            text, n = re.subn(rf"^{key} *=.*$", f"{key} = {literal}  # {prefix}", text, count=1, flags=re.M)
             if n != 1:
                 raise RuntimeError(f"protocol {name} has no field {key}")
-        path = folder / f"demo-{name}.toml"
+        path = folder / f"{prefix}-{name}.toml"
         path.write_text(text, encoding="utf-8")
-        written[f"demo-{name}"] = path
+        written[f"{prefix}-{name}"] = path
     return written
 
 

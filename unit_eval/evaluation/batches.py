@@ -12,6 +12,7 @@ import torch
 
 from ..errors import UnitEvalError
 from ..images import load_image, uint8_to_float
+from ..stagetimes import stage
 
 
 class ImageCache:
@@ -34,7 +35,8 @@ class ImageCache:
 
     def uint8(self, paths: list[Path], flips: list[bool] | None = None) -> torch.Tensor:
         flips = flips or [False] * len(paths)
-        arrays = [np.ascontiguousarray(self.array(p, f)) for p, f in zip(paths, flips)]
+        with stage("decode"):
+            arrays = [np.ascontiguousarray(self.array(p, f)) for p, f in zip(paths, flips)]
         shapes = {a.shape for a in arrays}
         if len(shapes) != 1:
             raise UnitEvalError(f"images differ in size {sorted(shapes)}; they must be resized to one resolution")
@@ -49,7 +51,9 @@ def model_batches(fn: Callable, batches: Iterator[Sequence[torch.Tensor]], devic
     for batch in batches:
         inputs = [(uint8_to_float(x) if x.dtype == torch.uint8 else x).to(device) for x in batch]
         with torch.no_grad():
-            yield inputs, fn(*inputs)
+            with stage("generate"):
+                out = fn(*inputs)
+            yield inputs, out
 
 
 def apply_in_batches(fn: Callable, images: np.ndarray, device: torch.device | str, batch_size: int = 32) -> torch.Tensor:

@@ -7,6 +7,7 @@ import numpy as np
 from ..images import list_images
 from ..protocol_specs import DensityCoverage
 from ..results import MEAN, ProtocolResult
+from ..stagetimes import stage
 from .batches import ImageCache
 from .runner import image_size_of
 from .sampling import sample_pairs_uniform
@@ -31,7 +32,8 @@ def density_coverage(runner, spec: DensityCoverage, seed: int) -> ProtocolResult
         extra = {"n_fake_rule": f"min({n_train} {spec.real_split} images, max_fake {spec.max_fake})"}
     real = np.concatenate([runner.real.features(p, extractor, size, spec.resize_filter, f"real {c}")
                            for c, p in train.items()])
-    scores = compute_prdc(real, fake, k=spec.k, device=getattr(extractor, "device", "cpu"))
+    with stage("statistics"):
+        scores = compute_prdc(real, fake, k=spec.k, device=getattr(extractor, "device", "cpu"))
     values = {m: {MEAN: scores[m]} for m in ("density", "coverage", "precision", "recall")}
     return ProtocolResult(spec.name, seed, values, {MEAN: len(real)}, {MEAN: len(fake)}, extractor.describe(),
                           runner.options(spec, size, **extra))

@@ -7,6 +7,7 @@ import torch
 
 from ..protocol_specs import LpipsContent, LpipsDiversity
 from ..results import MEAN, ProtocolResult
+from ..stagetimes import stage
 from .batches import ImageCache
 from .sampling import Job, sample_class_fid, sample_diversity
 
@@ -31,7 +32,8 @@ def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
         complete = stacked.shape[0] // g * g
         if complete:
             groups = stacked[:complete].reshape(complete // g, g, *stacked.shape[1:])
-            per_input.extend(lpips_diversity(net, groups, runner.settings.batch_size).tolist())
+            with stage("extract"):
+                per_input.extend(lpips_diversity(net, groups, runner.settings.batch_size).tolist())
         pending = [stacked[complete:]] if complete < stacked.shape[0] else []
     tasks: dict[tuple[str, str], list[float]] = {}
     for inp, score in zip(inputs, per_input):

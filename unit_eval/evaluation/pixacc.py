@@ -10,6 +10,7 @@ from ..errors import UnitEvalError
 from ..images import float_to_uint8, list_images, load_image, resize_filter_of
 from ..protocol_specs import MapsPixelAccuracy
 from ..results import MEAN, ProtocolResult
+from ..stagetimes import stage
 from .sampling import Job
 
 
@@ -90,7 +91,8 @@ def pixel_accuracy(runner, spec: MapsPixelAccuracy, seed: int) -> ProtocolResult
         def batches():
             for start in range(0, len(pairs), bs):
                 chunk = pairs[start: start + bs]
-                src = torch.from_numpy(np.stack([p.source.load(size, spec.resize_filter) for p in chunk])).permute(0, 3, 1, 2)
+                with stage("decode"):
+                    src = torch.from_numpy(np.stack([p.source.load(size, spec.resize_filter) for p in chunk])).permute(0, 3, 1, 2)
                 yield [Job(p.source.path, None, "pred", p.stem) for p in chunk], (src,)
 
         outputs = runner.model_outputs(lambda x: runner.model.translate_to_domain(x, index), batches(), len(pairs),
@@ -98,8 +100,10 @@ def pixel_accuracy(runner, spec: MapsPixelAccuracy, seed: int) -> ProtocolResult
         for start, (_, _, out) in zip(range(0, len(pairs), bs), outputs):
             preds = float_to_uint8(out).permute(0, 2, 3, 1).cpu().numpy()
             for pair, pred in zip(pairs[start: start + bs], preds):
-                gt = pair.target.load(pred.shape[0], spec.target_resize_filter)
-                c, t = correct_pixels(pred, gt, spec.threshold)
+                with stage("decode"):
+                    gt = pair.target.load(pred.shape[0], spec.target_resize_filter)
+                with stage("statistics"):
+                    c, t = correct_pixels(pred, gt, spec.threshold)
                 correct, total = correct + c, total + t
     return ProtocolResult(spec.name, seed, {"pixel_accuracy": {MEAN: correct / total}}, {MEAN: len(pairs)},
                           {MEAN: len(pairs)}, None, runner.options(spec, size, n_pixels=total, **extra))

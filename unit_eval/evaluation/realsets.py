@@ -11,6 +11,7 @@ import numpy as np
 from .. import sharding
 from ..features import FeatureCache
 from ..metrics.fid import Gaussian
+from ..stagetimes import stage
 from .batches import ImageCache
 
 
@@ -55,8 +56,9 @@ class RealSets:
             if flips is None and self.cache is None:
                 self._gaussians[key] = sharding.extract_statistics(extractor, paths, size, resize_filter, desc=desc)
             else:
-                self._gaussians[key] = Gaussian(self.features(paths, extractor, size, resize_filter, desc, flips),
-                                                getattr(extractor, "device", "cpu"))
+                features = self.features(paths, extractor, size, resize_filter, desc, flips)
+                with stage("statistics"):
+                    self._gaussians[key] = Gaussian(features, getattr(extractor, "device", "cpu"))
         return self._gaussians[key]
 
 

@@ -28,6 +28,7 @@ from ..features import FeatureCache
 from ..images import float_to_uint8, list_class_folders, save_image
 from ..protocol_specs import PACKAGE, ProtocolSpec, load_protocol
 from ..results import MEAN, ProtocolResult
+from ..stagetimes import stage
 from .batches import ImageCache, model_batches
 from .realsets import RealSets
 from .sampling import Job
@@ -234,7 +235,8 @@ class ProtocolRunner:
         for c, f in fake.items():
             if len(f) < 2:
                 raise UnitEvalError(f"{spec.name}: class {c!r} has {len(f)} fake images; FID needs at least 2")
-        mean, per_class = class_wise_fid(real, fake, getattr(extractor, "device", "cpu"))
+        with stage("statistics"):
+            mean, per_class = class_wise_fid(real, fake, getattr(extractor, "device", "cpu"))
         n_real = {c: real[c].n for c in real}
         n_fake = {c: len(f) for c, f in fake.items()}
         n_real[MEAN], n_fake[MEAN] = sum(n_real.values()), sum(n_fake.values())
