@@ -344,6 +344,8 @@ def main():
     parser.add_argument("--dc-without-prdc", action="store_true", help="unit-eval alone (sizes where prdc runs out of memory)")
     parser.add_argument("--batch-sizes", default=None, help="sweep: comma-separated (default 1,8,32,64 on CPU; 1,32,64,128,256,512 on CUDA)")
     parser.add_argument("--sweep-images", type=int, default=None, help="sweep: images per batch size (default 64 on CPU, 4096 on CUDA)")
+    parser.add_argument("--sweep-fid-images", type=int, default=200, help="sweep: images per folder for the fast modes' effect on FID")
+    parser.add_argument("--ranks", type=int, default=2, help="shard: torchrun processes (one per GPU on CUDA)")
     args = parser.parse_args()
     report = {"machine": machine()}
     if args.which in ("trace", "all"):
@@ -361,7 +363,7 @@ def main():
 
         cuda = torch.cuda.is_available()
         sizes = [int(b) for b in (args.batch_sizes or ("1,32,64,128,256,512" if cuda else "1,4,8,32,64")).split(",")]
-        w = report["sweep"] = bench_sweep(sizes, args.sweep_images or (4096 if cuda else 64))
+        w = report["sweep"] = bench_sweep(sizes, args.sweep_images or (4096 if cuda else 64), fid_images=args.sweep_fid_images)
         k = w["fp32_kernel_flops"]
         print(f"Inception at {w['input_size']} px on {w['device']}: {w['gmac_per_image']:.2f} GMAC/image, measured fp32 peak "
               f"{w['fp32_peak_flops'] / 1e12:.3f} TFLOP/s (GEMM {k['gemm_flops'] / 1e12:.3f}, conv {k['conv3x3_flops'] / 1e12:.3f}) -> limit {w['fp32_limit_img_per_s']:.0f} img/s, goal (half) "
@@ -375,7 +377,7 @@ def main():
             if p.endswith("_rel_diff"):
                 print(f"  FID with {p[:-9]}: {w['fid_effect'][p[:-9]]:.4f} vs fp32 {w['fid_effect']['fp32']:.4f} (rel. diff {v:.1e})", file=sys.stderr)
     if args.which in ("shard", "all"):
-        h = report["shard"] = bench_shard(args.images)
+        h = report["shard"] = bench_shard(args.images, ranks=args.ranks)
         for name, c in h["commands"].items():
             print(f"{name} on {h['images']} images ({h['device']}): one process {c['single_s']:.1f} s, torchrun x{h['ranks']} "
                   f"{c['torchrun_s']:.1f} s ({c['speedup']:.2f}x); max rel. diff {c['max_rel_diff']:.1e}", file=sys.stderr)

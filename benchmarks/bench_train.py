@@ -136,6 +136,27 @@ def write_digits(root: Path, per_class: int, size: int = 128) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- children
+def CountFlops():
+    """FLOPs of every op with a formula in torch's ``flop_registry``, counted at dispatch. Unlike
+    ``FlopCounterMode`` it tracks no modules, so it also counts through ``autograd.grad`` with ``create_graph``
+    (the R1 / gradient penalties of TUNIT and FUNIT), double backward included."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    class _Count(TorchDispatchMode):
+        total = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                self.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    return _Count()
+
+
 def _child_ours(spec: dict) -> dict:
     import torch
 
@@ -146,8 +167,15 @@ def _child_ours(spec: dict) -> dict:
     base = loop.get_recipe(spec["model"])
     cpu_stamps: list[float] = []
 
+    flops: list[int] = []
+
     def train_step(self, batch, iteration):  # CPU time (all threads) at the end of every step
-        out = base.train_step(self, batch, iteration)
+        if spec.get("count_flops") and not flops:  # FLOPs of the first (untimed) iteration, forward and backward
+            with CountFlops() as counter:
+                out = base.train_step(self, batch, iteration)
+            flops.append(counter.total)
+        else:
+            out = base.train_step(self, batch, iteration)
         cpu_stamps.append(time.process_time())
         return out
 
@@ -180,7 +208,7 @@ def _child_ours(spec: dict) -> dict:
     cpu = [b - a for a, b in zip([c0] + cpu_stamps, cpu_stamps)]
     res = {"iter_times_s": times, "iter_cpu_s": cpu, "losses": losses, "wall_s": wall, "rss_before_mb": rss_before,
            "config": {k: config[k] for k in ("img_size", "load_size", "batch_size", "amp") if k in config},
-           "step_s_per_iter_all": summary.get("step_s_per_iter")}
+           "step_s_per_iter_all": summary.get("step_s_per_iter"), "flops_first_iter": flops[0] if flops else None}
     if spec["model"] == "tunit":
         res["config"]["warmup_iters"] = config.get("warmup_iters")
     return res
