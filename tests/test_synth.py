@@ -108,3 +108,15 @@ def test_foreign_folder_is_refused_in_one_line(tmp_path):
     rc, _, err = cli("data", "synth", "maps-shape", "--out", tmp_path / "mine", "--scale", "0.005")
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert (tmp_path / "mine" / "thesis.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", [["data", "synth", "maps-shape", "--scale", "0.005", "--size", "16"],
+                                     ["data", "materialize", "digits"]])
+def test_out_that_cannot_be_created_is_one_line(tmp_path, command):
+    """Found in review: an --out under a file (or any place mkdir refuses) gave a traceback, for both commands
+    that share embedded.write_set."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    rc, _, err = cli(*command, "--out", blocker / "inside")
+    assert rc == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"{blocker} is a file, not a folder" in err and blocker.read_text() == "x"

@@ -306,8 +306,13 @@ def write_set(spec: EmbeddedSet, target: Path, force: bool = False, progress: bo
             shutil.rmtree(target)  # an older version of the same embedded set, or force
         else:
             raise UnitEvalError(f"{target} exists and is not the {what} {name!r}; choose another --out")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    except OSError as exc:
+        blocker = next((a for a in target.parents if a.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir() else exc.strerror or exc
+        raise UnitEvalError(f"cannot write {target}: {why}; choose another --out") from None
     try:
         extras = spec.build(tmp, progress)
         from . import __version__
@@ -323,6 +328,9 @@ def write_set(spec: EmbeddedSet, target: Path, force: bool = False, progress: bo
                 shutil.rmtree(tmp, ignore_errors=True)
                 return target
             raise
+    except OSError as exc:  # disk full, permissions changed mid-way: nothing half written stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UnitEvalError(f"writing {target} failed: {exc.strerror or exc}; nothing was kept") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
