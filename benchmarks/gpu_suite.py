@@ -73,7 +73,7 @@ def run_part(name: str, argv: list[str], timeout: float, env: dict, log_dir: Pat
     return entry
 
 
-def parts(args, cuda: bool, gpus: int) -> list[tuple[str, list[str], float]]:
+def parts(args, gpus: int) -> list[tuple[str, list[str], float]]:
     """(name, argv, share of the budget); tiny sizes for a CPU check, the papers' for a GPU."""
     dev = ["--device", args.device] if args.device != "auto" else []
     official = ["--official-tunit", args.official_tunit] if args.official_tunit else []
@@ -140,7 +140,7 @@ def command_run(args) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     report = {"machine": machine(), "tiny": args.tiny, "gpus": gpus, "budget_s": args.budget, "notes": notes, "parts": {}}
     deadline = time.perf_counter() + args.budget
-    plan = parts(args, cuda, gpus)
+    plan = parts(args, gpus)
     for i, (name, argv, share) in enumerate(plan):
         if not argv:
             report["parts"][name] = {"ok": True, "skipped": f"{gpus} GPU(s): nothing to spread over"}
