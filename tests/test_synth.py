@@ -53,12 +53,23 @@ def test_animalfaces_shape_is_labelled_synthetic_with_scaled_counts(af):
 
 
 def test_classes_differ_in_colour_more_than_images_within_a_class(af):
-    ds = resolve_dataset(af)
-    means = {c: np.stack([np.asarray(Image.open(p)).reshape(-1, 3).mean(0) for p in paths])
-             for c, paths in ds.split("train").items()}
-    centres = np.stack([m.mean(0) for m in means.values()])
-    between = np.linalg.norm(centres[:, None] - centres[None], axis=-1)[np.triu_indices(10, 1)].min()
-    assert between > 5.0, "two classes share a colour transform"
+    """Each class has its own colour transform, and every written image is its crop under its class's transform."""
+    from unit_eval.embedded import photo_images
+    from unit_eval.synth import _crop, class_colour, recolour
+
+    colours = [class_colour(c, 0) for c in range(10)]
+    manifest = json.loads((af / "MANIFEST.json").read_text())
+    assert [manifest["class_colours"][f"class{c}"] for c in range(10)] == [json.loads(json.dumps(x)) for x in colours]
+    same = np.asarray(Image.open(next((af / "train" / "class0").iterdir())))
+    shifted = [recolour(same, col).astype(float) for col in colours]
+    gaps = [np.abs(shifted[a] - shifted[b]).mean() for a in range(10) for b in range(a + 1, 10)]
+    assert min(gaps) > 10.0, "two classes recolour the same content alike"
+    photos, names = photo_images(), sorted(photo_images())
+    for c, i in ((0, 0), (3, 7), (9, 14)):
+        rng = np.random.default_rng([0, c, i])
+        crop = _crop(rng, photos[names[int(rng.integers(len(names)))]], 0.25, 0.6, 32, flip=True)
+        written = np.asarray(Image.open(af / "train" / f"class{c}" / f"{i:05d}.png"))
+        assert np.array_equal(written, recolour(crop, colours[c]))
 
 
 def test_deterministic_and_idempotent(af, tmp_path):
