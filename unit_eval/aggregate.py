@@ -10,6 +10,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 
 from .errors import UnitEvalError
+from .results import row_iteration
 
 KEY = ["run", "dataset", "protocol", "metric", "class"]
 
@@ -31,7 +32,8 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
     """Mean, sample std (ddof=1, NaN for a single seed) and seed count per (run, dataset, protocol, metric, class).
 
     Several rows with the same (run, dataset, protocol, metric, class, seed) are re-evaluations: the last one
-    wins. The result has columns run, dataset, protocol, metric, class, mean, std, n in first-appearance order.
+    wins. Rows of one cell from several training iterations are refused: :func:`unit_eval.selection.select_rows`
+    chooses the iterations first (tables and checks do). The result has columns run, dataset, protocol, metric, class, mean, std, n in first-appearance order.
     """
     rows = list(rows)
     if not rows:
@@ -47,10 +49,12 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
                 "seed": [repr(r.get("seed")) for r in rows],
                 "value": [_value(r) for r in rows],
                 "extractor": [str(r.get("extractor")) for r in rows],
+                "iteration": [row_iteration(r) for r in rows],
             }
         )
     except KeyError as exc:
         raise UnitEvalError(f"result row lacks key {exc.args[0]!r}") from None
+    _refuse_mixed_iterations(frame)
     frame["first"] = frame.groupby(KEY + ["seed"], sort=False).ngroup()
     frame = frame.drop_duplicates(subset=KEY + ["seed"], keep="last").sort_values("first", kind="stable")
     _refuse_mixed_extractors(frame)
@@ -67,3 +71,14 @@ def _refuse_mixed_extractors(frame: pd.DataFrame) -> None:
         on = f" on {dataset}" if dataset else ""
         raise UnitEvalError(f"run {run!r}{on}, {protocol} {metric} [{cls}] mixes extractors {' and '.join(sorted(names))}; "
                             "give each setting its own --run name")
+
+
+def _refuse_mixed_iterations(frame: pd.DataFrame) -> None:
+    """One cell is one checkpoint: rows of several training iterations are never averaged as if they were seeds."""
+    spans = frame.dropna(subset=["iteration"]).groupby(KEY, sort=False)["iteration"].unique()
+    mixed = spans[spans.map(len) > 1]
+    if len(mixed):
+        (run, dataset, protocol, metric, cls), its = mixed.index[0], sorted(int(i) for i in mixed.iloc[0])
+        on = f" on {dataset}" if dataset else ""
+        raise UnitEvalError(f"run {run!r}{on}, {protocol} {metric} [{cls}] has rows of {len(its)} iterations "
+                            f"({its[0]} to {its[-1]}); choose with --select last|best|best5|iter=N")

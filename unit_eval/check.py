@@ -121,12 +121,19 @@ def compare(
     atol: float = DEFAULT_ATOL,
     tolerances: Mapping[str, Tolerance] | None = None,
     by_run: bool | None = None,
+    select: str | None = None,
+    select_by: str | None = None,
 ) -> Comparison:
     """Compare new results with a baseline; ``tolerances`` overrides (atol, rtol) per metric name.
 
-    ``by_run=None`` matches by run only when either side holds more than one run.
+    ``by_run=None`` matches by run only when either side holds more than one run. Rows of several training
+    iterations are first reduced on each side by ``select`` (:func:`unit_eval.selection.select_rows`; the last
+    iteration by default).
     """
-    new_rows, baseline_rows = list(new_rows), list(baseline_rows)
+    from .selection import select_rows
+
+    new_rows = select_rows(new_rows, select, select_by).rows
+    baseline_rows = select_rows(baseline_rows, select, select_by).rows
     default = Tolerance(atol, rtol)
     tolerances = dict(tolerances or {})
     if by_run is None:

@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "data": "unit_eval.commands.data:data_group",
     "plot": "unit_eval.commands.plot:plot_group",
     "demo": "unit_eval.commands.demo:demo_command",
+    "sweep": "unit_eval.commands.sweep:sweep_command",
+    "report": "unit_eval.commands.report:report_command",
 }
 
 

@@ -7,7 +7,7 @@ the Agg canvas directly (no pyplot state, no display needed).
 - :func:`translation_grid` references across the top, sources down the left, outputs in the cells.
 - :func:`domain_samples` one row of samples per pseudo-domain (cluster id).
 - :func:`style_codes` 2-D t-SNE (or PCA) of style codes, coloured by pseudo-label and by true label.
-- :func:`metric_curves` metric value against ``row["options"]["iteration"]``, one panel per metric.
+- :func:`metric_curves` metric value against the training iteration, one panel per metric, selected points ringed.
 - :func:`fid_bars` per-class FID bars (classes other than the mean) with the mean as a dashed line.
 
 What a model produces for these figures (translation grids, clusters, style codes) comes from
@@ -19,13 +19,13 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .cache import atomic_write_bytes
 from .errors import UnitEvalError
-from .results import MEAN
+from .results import MEAN, row_iteration
 
 CELL_INCHES = 1.15
 GAP = 4  # pixels between tiles in mosaics
@@ -261,13 +261,6 @@ def style_codes(
 # result-row figures
 
 
-def _iteration(row: dict):
-    opts = row.get("options")
-    if isinstance(opts, dict) and isinstance(opts.get("iteration"), (int, float)):
-        return opts["iteration"]
-    return None
-
-
 def metric_curves(
     rows: Iterable[dict],
     path: str | os.PathLike,
@@ -277,25 +270,31 @@ def metric_curves(
     runs: Sequence[str] | None = None,
     title: str | None = None,
     pdf: bool = False,
+    selected: Mapping[str, Sequence[int]] | None = None,
+    selection_label: str = "selected",
 ) -> list[Path]:
-    """Value against ``row["options"]["iteration"]``: one panel per metric, one line per (run, protocol).
+    """Value against the training iteration (``row["iteration"]``): one panel per metric, one line per (run,
+    protocol), several seeds averaged per iteration (a re-evaluation of one seed: the last row wins).
 
-    Rows of class ``cls`` only; a repeated (run, protocol, metric, iteration) keeps the last row.
+    Rows of class ``cls`` only. ``selected`` maps a run to the iterations a table selected (``--select``); they
+    are ringed on every line of that run and named ``selection_label`` in the legend.
     """
-    series: dict[str, dict[tuple[str, str], dict]] = {}
+    series: dict[str, dict[tuple[str, str], dict[int, dict]]] = {}
     for row in rows:
-        it = _iteration(row)
+        it = row_iteration(row)
         if it is None or row.get("class") != cls:
             continue
         if metrics and row["metric"] not in metrics:
             continue
         if runs and row["run"] not in runs:
             continue
-        series.setdefault(row["metric"], {}).setdefault((row["run"], row["protocol"]), {})[it] = float(row["value"])
+        per_seed = series.setdefault(row["metric"], {}).setdefault((row["run"], row["protocol"]), {}).setdefault(it, {})
+        per_seed[repr(row.get("seed"))] = float(row["value"])
     if not series:
         raise UnitEvalError(
-            f"no result rows with options.iteration and class {cls!r}"
+            f"no result rows with an iteration and class {cls!r}"
             + (f" for metric(s) {', '.join(metrics)}" if metrics else "")
+            + " (rows of snapshots: unit-eval sweep, or train --eval-every)"
         )
     names = [m for m in (metrics or sorted(series)) if m in series]
     n_cols = min(3, len(names))
@@ -304,10 +303,18 @@ def metric_curves(
     multi_protocol = len({p for m in series.values() for (_, p) in m}) > 1
     for k, metric in enumerate(names):
         ax = fig.add_subplot(n_rows, n_cols, k + 1)
+        marked = False
         for (run, protocol), points in sorted(series[metric].items()):
             its = sorted(points)
+            values = [sum(points[i].values()) / len(points[i]) for i in its]
             label = f"{run} ({protocol})" if multi_protocol else run
-            ax.plot(its, [points[i] for i in its], marker="o", markersize=3, linewidth=1.5, label=_short(label, 28))
+            line, = ax.plot(its, values, marker="o", markersize=3, linewidth=1.5, label=_short(label, 28))
+            chosen = [i for i in (selected or {}).get(run, ()) if i in points]
+            if chosen:
+                ax.plot(chosen, [values[its.index(i)] for i in chosen], linestyle="none", marker="o", markersize=9,
+                        markerfacecolor="none", markeredgewidth=1.5, color=line.get_color(),
+                        label=None if marked else selection_label)
+                marked = True
         ax.set_xlabel("iteration")
         ax.set_ylabel(metric)
         ax.set_title(metric if cls == MEAN else f"{metric} ({cls})", fontsize=10)
@@ -332,7 +339,7 @@ def fid_bars(
 
     The mean is drawn as a dashed line: the run's "mean" row when present, else the arithmetic mean
     of its bars (then labelled "computed"). Repeated rows keep the last one; rows carrying
-    ``options.iteration`` keep only the latest iteration of each run.
+    an iteration keep only the latest iteration of each run.
     """
     latest: dict[tuple[str, str], float] = {}
     picked = []
@@ -341,13 +348,13 @@ def fid_bars(
             continue
         picked.append(row)
         key = (row["run"], row["protocol"])
-        it = _iteration(row)
+        it = row_iteration(row)
         if it is not None:
             latest[key] = max(latest.get(key, it), it)
     groups: dict[tuple[str, str], dict[str, float]] = {}
     for row in picked:
         key = (row["run"], row["protocol"])
-        if key in latest and _iteration(row) != latest[key]:
+        if key in latest and row_iteration(row) != latest[key]:
             continue
         groups.setdefault(key, {})[str(row["class"])] = float(row["value"])
     groups = {k: v for k, v in groups.items() if any(c != MEAN for c in v)}

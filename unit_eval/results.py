@@ -4,7 +4,8 @@ The row schema lives here alone: :func:`make_row` builds every row (protocols th
 folder commands too), :func:`read_rows` checks every row read back. A row: ``run``, ``dataset`` (its name: a named dataset's, else the data folder's name), ``protocol``,
 ``metric``, ``class`` ("mean" for the aggregate), ``value``, and what makes it reproducible: ``seed``,
 ``n_real``, ``n_fake``, ``extractor``, ``version``, ``ckpt_sha256`` (when a checkpoint was evaluated),
-``time`` (UTC ISO), plus free-form ``options``. Rows never carry absolute paths of the machine that wrote
+``iteration`` (the training iteration of that checkpoint, when it records one), ``time`` (UTC ISO), plus
+free-form ``options``. Rows never carry absolute paths of the machine that wrote
 them (they are shared and committed): inputs are identified by names, hashes and counts.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ MEAN = "mean"  # the class of an aggregate row (the mean over classes, or a set 
 Row = TypedDict("Row", {
     "run": str, "dataset": "str | None", "protocol": str, "metric": str, "class": str, "value": float,
     "seed": "int | None", "n_real": "int | None", "n_fake": "int | None", "extractor": "str | None", "version": str,
-    "ckpt_sha256": "str | None", "time": str, "options": dict,
+    "ckpt_sha256": "str | None", "iteration": "int | None", "time": str, "options": dict,
 })
 
 
@@ -44,6 +45,7 @@ def make_row(
     n_fake: int | None = None,
     extractor: str | None = None,
     ckpt_sha256: str | None = None,
+    iteration: int | None = None,
     options: dict | None = None,
 ) -> Row:
     return {
@@ -59,6 +61,7 @@ def make_row(
         "extractor": extractor,
         "version": __version__,
         "ckpt_sha256": ckpt_sha256,
+        "iteration": None if iteration is None else int(iteration),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": options or {},
     }
@@ -77,7 +80,7 @@ class ProtocolResult:
     options: dict = field(default_factory=dict)
     dataset: str | None = None
 
-    def rows(self, run: str, ckpt_sha256: str | None = None) -> list[Row]:
+    def rows(self, run: str, ckpt_sha256: str | None = None, iteration: int | None = None) -> list[Row]:
         """One row per (metric, class), built by :func:`make_row`, the only row builder."""
         rows = []
         for metric, per in self.values.items():
@@ -86,7 +89,8 @@ class ProtocolResult:
                                      dataset=self.dataset, seed=self.seed,
                                      n_real=self.n_real.get(cls, self.n_real.get(MEAN)),
                                      n_fake=self.n_fake.get(cls, self.n_fake.get(MEAN)),
-                                     extractor=self.extractor, ckpt_sha256=ckpt_sha256, options=self.options))
+                                     extractor=self.extractor, ckpt_sha256=ckpt_sha256, iteration=iteration,
+                                     options=self.options))
         return rows
 
     def summary(self) -> dict:
@@ -107,6 +111,17 @@ class ProtocolResult:
         out["extractor"] = self.extractor
         out["dataset"] = self.dataset
         return out
+
+
+def row_iteration(row: dict) -> int | None:
+    """The training iteration a row was evaluated at: its ``iteration`` (earlier demo rows kept it in
+    ``options.iteration``), or None."""
+    value = row.get("iteration")
+    if value is None and isinstance(row.get("options"), dict):
+        value = row["options"].get("iteration")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value)
 
 
 def append_rows(path: str | os.PathLike, rows: Iterable[dict]) -> int:
@@ -205,4 +220,7 @@ def _parse_row(line: str, where: str) -> dict:
     value = row["value"]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UnitEvalError(f"{where}: value is not a finite number: {value!r}")
+    iteration = row.get("iteration")
+    if iteration is not None and (isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0):
+        raise UnitEvalError(f"{where}: iteration must be a non-negative integer or null, got {iteration!r}")
     return row

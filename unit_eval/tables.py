@@ -269,8 +269,10 @@ def render_latex(
     show_std: bool = True,
     caption: str | None = None,
     label: str | None = None,
+    footnote: str | None = None,
 ) -> str:
-    """A booktabs ``tabular`` (wrapped in a ``table`` environment when a caption or label is given)."""
+    """A booktabs ``tabular`` (wrapped in a ``table`` environment when a caption or label is given), with
+    ``footnote`` (which iterations were selected) in small type under it."""
     if label is not None and (not label.strip() or any(ch in label for ch in "{}\\%#$&^~ ")):
         raise UnitEvalError(f"LaTeX label must be non-empty without spaces or any of {{}}\\%#$&^~: {label!r}")
     arrows = {True: r"$\uparrow$", False: r"$\downarrow$"}
@@ -308,6 +310,8 @@ def render_latex(
     out += [line(last_header), r"\midrule"]
     out += [line(row) for row in body]
     out += [r"\bottomrule", r"\end{tabular}"]
+    if footnote:
+        out += [r"\par\smallskip", f"{{\footnotesize {latex_escape(footnote)}\par}}"]
     if caption is not None or label is not None:
         out.append(r"\end{table}")
     return "\n".join(out) + "\n"
@@ -378,19 +382,36 @@ def make_table(
     caption: str | None = None,
     label: str | None = None,
     dc_cell: bool = False,
+    select: str | None = None,
+    select_by: str | None = None,
+    on_note=None,
 ) -> str:
     """Result rows in, rendered table out (``fmt`` one of :data:`FORMATS`). ``decimals=None``: each metric's
-    registry default (as the papers print it); an int applies to every metric; ``metric_decimals`` per metric."""
+    registry default (as the papers print it); an int applies to every metric; ``metric_decimals`` per metric.
+
+    Rows from several training iterations are reduced by ``select`` (:mod:`unit_eval.selection`: ``last`` by
+    default, ``best``, ``best5``, ``iter=N``; ``select_by`` = ``[PROTOCOL:]METRIC``); the chosen iterations are
+    named under the LaTeX and Markdown tables, and ``on_note(text)`` hears what a reader should know."""
     if fmt not in FORMATS:
         raise UnitEvalError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt != "latex" and (caption is not None or label is not None):
         raise UnitEvalError("caption and label apply to the latex format only")
     if fmt == "csv" and dc_cell:
         raise UnitEvalError("the D&C cell applies to the latex and markdown formats; CSV keeps one column per metric")
-    board = build_table(rows, metrics=metrics, protocols=protocols, classes=classes, dc_cell=dc_cell)
+    from .selection import select_rows
+
+    selected = select_rows(rows, select, select_by)
+    for note in selected.notes:
+        if on_note is not None:
+            on_note(note)
+    footnote = selected.footnote()
+    board = build_table(selected.rows, metrics=metrics, protocols=protocols, classes=classes, dc_cell=dc_cell)
     style = dict(decimals=decimals, metric_decimals=metric_decimals, show_std=show_std)
     if fmt == "latex":
-        return render_latex(board, second=second, caption=caption, label=label, **style)
+        return render_latex(board, second=second, caption=caption, label=label, footnote=footnote, **style)
     if fmt == "markdown":
-        return render_markdown(board, second=second, **style)
+        text = render_markdown(board, second=second, **style)
+        return text + (f"\n{markdown_escape(footnote)}\n" if footnote else "")
+    if footnote and on_note is not None:
+        on_note(footnote)
     return render_csv(board, **style)

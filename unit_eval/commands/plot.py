@@ -132,16 +132,32 @@ def codes_command(ckpt, model_spec, data, data_root, split, device, seed, out, p
 @plot_group.command("curves")
 @click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_output_options
-@click.option("--metric", "metrics", multiple=True, help="Metric(s) to plot (default: all with options.iteration).")
+@click.option("--metric", "metrics", multiple=True, help="Metric(s) to plot (default: all that have iterations).")
 @click.option("--run", "runs", multiple=True, help="Run name(s) to plot (default: all).")
 @click.option("--class", "cls", default=MEAN, show_default=True, help="Class of the rows to plot.")
+@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
+              help="Ring the iterations this selection picks (as 'unit-eval table --select'), e.g. best5.")
+@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
+              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
 @json_option
-def curves_command(results, out, pdf, title, metrics, runs, cls, as_json):
-    """Metric against training iteration (rows' options.iteration) from RESULTS JSONL files."""
+def curves_command(results, out, pdf, title, metrics, runs, cls, select, select_by, as_json):
+    """Metric against training iteration (the rows' iteration: a sweep's or train --eval-every's) from RESULTS
+    JSONL files; several runs as several lines, --select rings the selected points."""
     from ..plots import metric_curves
 
-    files = metric_curves(_rows(results), out, metrics=metrics or None, cls=cls, runs=runs or None, title=title, pdf=pdf)
-    _done(files, as_json)
+    rows = _rows(results)
+    selected, extra = None, {}
+    if select:
+        from ..selection import select_rows
+
+        chosen = select_rows(rows, select, select_by)
+        for note in chosen.notes:
+            info(note)
+        selected = {run: its for (run, _), its in chosen.iterations.items()}
+        extra = {"selected": selected}
+    files = metric_curves(rows, out, metrics=metrics or None, cls=cls, runs=runs or None, title=title, pdf=pdf,
+                          selected=selected, selection_label=f"--select {select}" if select else "selected")
+    _done(files, as_json, extra)
 
 
 @plot_group.command("fid-bars")

@@ -46,10 +46,16 @@ def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]
               help="TUNIT Table 1's combined 'density / coverage' cell (D&C), bold by coverage (latex, markdown).")
 @click.option("--second", is_flag=True, help="Underline the second best of each column (latex, markdown).")
 @click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
+@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
+              help="Rows from several training iterations (a sweep): which to show [default: last]. best5 = the mean "
+                   "over the five iterations with the best selection metric (TUNIT); the iterations are named under the table.")
+@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
+              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
 @click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
 @click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
 @click.option("--out", type=click.Path(dir_okay=False), callback=writable_out, help="Write the table to this file instead of stdout.")
-def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, caption, label, out):
+def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, select, select_by, caption,
+                  label, out):
     """Leaderboard table from result files: one row per run, one column per metric.
 
     Uses the rows with class "mean" unless --classes is given. A cell with several seeds shows
@@ -82,6 +88,9 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
         caption=caption,
         label=label,
         dc_cell=dc_cell,
+        select=select,
+        select_by=select_by,
+        on_note=info,
     )
     if out:
         atomic_write_text(out, text)
@@ -97,10 +106,15 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
 @click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance.")
 @click.option("--tol", "tols", multiple=True, metavar="METRIC=ATOL[,RTOL]",
               help="Per-metric tolerance (repeatable); without RTOL, --rtol applies.")
+@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
+              help="Rows from several training iterations (a sweep): which to compare, on both sides [default: last]. best5 = the mean "
+                   "over the five iterations with the best selection metric (TUNIT).")
+@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
+              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
 @click.option("--update", is_flag=True, help="Write RESULTS as the new baseline (atomically) and exit 0.")
 @json_option
 @click.pass_context
-def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
+def check_command(ctx, results, baseline, rtol, atol, tols, select, select_by, update, as_json):
     """Compare RESULTS with a baseline; exit 3 on a regression, 0 otherwise.
 
     Each (protocol, metric, class) present in the baseline is compared by its mean over seeds. A
@@ -119,7 +133,8 @@ def check_command(ctx, results, baseline, rtol, atol, tols, update, as_json):
     comparison = None
     if Path(baseline).exists():
         try:
-            comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances)
+            comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances,
+                                 select=select, select_by=select_by)
         except UnitEvalError as exc:
             if not update:
                 raise
