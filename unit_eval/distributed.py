@@ -6,12 +6,17 @@ is the single-process path (no-ops, identity collectives). Evaluation (``unit_ev
 trainers (``unit_eval.baselines``) both import it from here. No DDP wrapper is used for training: recipes
 average gradients explicitly (:func:`average_gradients`) right before an optimiser step, which works for any
 number of forward passes per network and step.
+
+:func:`solo` makes one rank work alone for a while (a sweep's checkpoint, an evaluation during training): inside
+it every function here answers as in a single process, while the process group stays up for afterwards.
 """
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime
 import os
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +25,7 @@ import torch.distributed as dist
 from .errors import UnitEvalError
 
 _SHUTDOWN_REGISTERED = False
+_SOLO = threading.local()  # depth of solo() on this thread
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,27 @@ class DistInfo:
         return self.rank == 0
 
 
+@contextlib.contextmanager
+def solo():
+    """This rank works alone inside the block: rank 0 of a world of 1 for :func:`env_info`, no collectives
+    (:func:`is_active` is False), files written as a single process would. Collectives resume after the block.
+    ``LOCAL_RANK`` is kept, so an unindexed CUDA device still means this rank's GPU."""
+    _SOLO.depth = getattr(_SOLO, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _SOLO.depth -= 1
+
+
+def in_solo() -> bool:
+    return getattr(_SOLO, "depth", 0) > 0
+
+
 def env_info() -> DistInfo:
-    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process)."""
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK (defaults: a single process; inside :func:`solo`, a single
+    process on this rank's local device)."""
+    if in_solo():
+        return DistInfo(rank=0, world_size=1, local_rank=_local_rank())
     try:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
@@ -71,8 +96,15 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _local_rank() -> int:
+    try:
+        return int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
+    except ValueError:
+        return 0
+
+
 def is_active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return not in_solo() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def barrier() -> None:

@@ -3,7 +3,8 @@
 A translator has ``image_size`` (int), ``num_domains`` (int or None) and
 ``translate(source, reference) -> images`` on float tensors B x 3 x H x W in [-1, 1]. Optional:
 ``style(images) -> B x D codes``, ``cluster(images) -> B ids``, ``translate_to_domain(source, domain)``
-(``domain`` an index), and ``domain_names`` (a sequence of str: the domains' names in index order).
+(``domain`` an index), ``domain_names`` (a sequence of str: the domains' names in index order), and
+``iteration`` (int: the training iteration of these weights; result rows record it, checkpoints set it).
 Protocols ask for a domain by name and look its index up in ``domain_names``; they never guess a position.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Translator(Protocol):
 
 
 OPTIONAL_METHODS = ("style", "cluster", "translate_to_domain")
-OPTIONAL_ATTRIBUTES = ("domain_names",)
+OPTIONAL_ATTRIBUTES = ("domain_names", "iteration")
 
 
 def require(model, method: str, protocol: str):
@@ -60,9 +61,17 @@ def load_checkpoint_translator(path: str | os.PathLike, device: torch.device | s
     if given:
         flags = ", ".join({"img_size": "--img-size", "output_k": "--k", "sty_dim": "--sty-dim"}.get(k, k) for k in given)
         raise UnitEvalError(f"{flags} apply to official TUNIT .ckpt files only; {path} is a run.pt, which states its own")
+    return translator_from_run(run, device)
+
+
+def translator_from_run(run: dict, device: torch.device | str = "cpu"):
+    """The Translator of a validated run.pt payload (``unit_eval.checkpoint.validate_run``, or one built in memory
+    by a trainer), with ``ckpt_sha256`` (the file's, or None) and ``iteration`` (``meta["iterations"]``) set."""
     module = importlib.import_module(f"unit_eval.baselines.{run['model']}.adapter")
     translator = module.from_run(run, torch.device(device))
-    translator.ckpt_sha256 = run["sha256"]
+    translator.ckpt_sha256 = run.get("sha256")
+    iteration = run["meta"].get("iterations")
+    translator.iteration = iteration if isinstance(iteration, int) and not isinstance(iteration, bool) else None
     return translator
 
 

@@ -142,7 +142,7 @@ class Loop:
 
     def __init__(self, name: str, recipe: Recipe, streams: data_mod.Streams, index: data_mod.DatasetIndex,
                  plan: Plan, files: RunFiles, dev: torch.device, info, *, sample_every: int | None,
-                 ckpt_every: int | None, log_every: int, n_samples: int):
+                 ckpt_every: int | None, log_every: int, n_samples: int, snapshots=None):
         self.name, self.recipe, self.streams, self.index = name, recipe, streams, index
         self.plan, self.files, self.dev, self.info = plan, files, dev, info
         total = plan.total
@@ -152,6 +152,7 @@ class Loop:
             ckpt_every = min(5000, max(1, total // 10))
         self.sample_every, self.ckpt_every = sample_every, ckpt_every
         self.log_every = max(1, int(log_every))
+        self.snapshots = snapshots  # baselines.common.snapshots.Snapshots or None
         self.src_imgs = self.ref_imgs = None
         if info.is_main and sample_every > 0:
             self.src_imgs = data_mod.load_eval_images(index, _sample_ids(index, n_samples, plan.seed, "sources"), plan.img)
@@ -236,6 +237,8 @@ class Loop:
                     sums, counts, window_t, window_n = {}, {}, now, 0
                 if sample_every > 0 and (it % sample_every == 0 or it == total):
                     self.write_samples(it)
+                if self.snapshots is not None and it < total:  # the last iteration's come from run.pt
+                    self.snapshots.at(it, prev_elapsed + time.perf_counter() - t0)
                 if (ckpt_every > 0 and it % ckpt_every == 0) or it == total:
                     self.save_resume(it, prev_elapsed + time.perf_counter() - t0)
                 if self._should_stop(stop) and it < total:

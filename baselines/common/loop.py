@@ -15,7 +15,10 @@ rank 0 only, into ``out`` (RUN_DIR):
   bit-exactly (same device type, thread settings and world size). SIGINT/SIGTERM stop the run
   at the next iteration boundary after writing ``resume.pt``;
 - ``run.pt`` at the end via :func:`unit_eval.checkpoint.save_run` (EMA inference weights,
-  ``weights_only=True`` loadable).
+  ``weights_only=True`` loadable);
+- ``snapshots/iter_XXXXXXX.pt`` every ``snapshot_every`` iterations (the run.pt of that iteration; the newest
+  ``keep`` when ``keep`` > 0) and ``results.jsonl`` rows of ``eval_protocols`` every ``eval_every`` iterations and
+  at the end (``baselines.common.snapshots``).
 
 Distributed: launch with ``torchrun --nproc_per_node N -m unit_eval.baselines.train ...`` (or
 ``-m unit_eval.cli train ...``); ranks are read from the environment, gloo on CPU, nccl on CUDA
@@ -112,6 +115,14 @@ def train(
     extra: dict | None = None,
     overrides: dict | None = None,
     n_samples: int = 8,
+    snapshot_every: int = 0,
+    keep: int = 0,
+    eval_every: int = 0,
+    eval_protocols: list[str] | tuple[str, ...] = (),
+    eval_data: str | None = None,
+    eval_data_root: str | None = None,
+    eval_numerics: str = "fp32",
+    eval_batch_size: int = 32,
 ) -> dict:
     """Train ``model`` on the class folders in ``data``; write RUN_DIR files (module docstring).
 
@@ -119,7 +130,9 @@ def train(
     TUNIT's ``p_semi`` / ``toy``; ``overrides`` replaces config keys after the defaults are built
     (unknown keys are an error). ``amp=None`` means bf16 autocast on CUDA, off on CPU. With
     ``resume=True`` an existing ``RUN_DIR/resume.pt`` is continued (its config wins; ``iters`` may
-    be raised) and a missing one starts a fresh run. Returns a summary dict.
+    be raised) and a missing one starts a fresh run. ``snapshot_every``/``keep`` and ``eval_every`` with
+    ``eval_protocols`` on ``eval_data`` (numerics ``eval_numerics``): see ``baselines.common.snapshots``.
+    Returns a summary dict.
 
     Steps: :func:`_plan_run` (config, iterations, resume state), :func:`_scan_data`,
     :func:`_build_recipe` (networks and RNG state), :func:`_open_streams`, :class:`Loop` (steps,
@@ -127,6 +140,10 @@ def train(
     """
     recipe_cls = get_recipe(model)
     name = recipe_cls.name
+    if (eval_every > 0) != bool(eval_protocols) or (eval_every > 0 and not eval_data):
+        raise UnitEvalError("evaluation during training needs --eval-every N, --eval-protocol P and --eval-data D together")
+    if snapshot_every < 0 or keep < 0 or eval_every < 0:
+        raise UnitEvalError("--snapshot-every, --keep and --eval-every must be >= 0")
     dev = _resolve_device(device)
     owns_group = D.is_active() is False and D.env_info().distributed
     info = D.init(dev)
@@ -140,11 +157,18 @@ def train(
                          batch_size=batch_size, k=k, seed=seed, amp=amp, extra=extra, overrides=overrides)
         index = _scan_data(recipe_cls, data, plan, files, allow_upscale)
         recipe = _build_recipe(recipe_cls, plan, index, dev, info)
-        streams, workers = _open_streams(recipe_cls, plan, index, dev, info, workers)
+        workers = _workers(dev, info, workers)
+        snapshots = _snapshots(recipe, name, data, index, plan, files, dev, info, workers, progress,
+                               snapshot_every=snapshot_every, keep=keep, eval_every=eval_every,
+                               eval_protocols=list(eval_protocols), eval_data=eval_data, eval_data_root=eval_data_root,
+                               eval_numerics=eval_numerics, eval_batch_size=eval_batch_size)
+        streams = _open_streams(recipe_cls, plan, index, dev, info, workers)
         loop = Loop(name, recipe, streams, index, plan, files, dev, info, sample_every=sample_every,
-                     ckpt_every=ckpt_every, log_every=log_every, n_samples=n_samples)
+                     ckpt_every=ckpt_every, log_every=log_every, n_samples=n_samples, snapshots=snapshots)
         it, elapsed, step_time, last = loop.run(progress)
         _write_run(recipe, name, data, index, plan, files, dev, info, workers, it, elapsed, progress)
+        if snapshots is not None:
+            snapshots.final(it, files.run)
         D.barrier()
         done = it - plan.start
         return {"run": str(files.run), "model": name, "iterations": it, "trained_now": done,
@@ -239,27 +263,33 @@ def _build_recipe(recipe_cls: type[Recipe], plan: Plan, index: data_mod.DatasetI
     return recipe
 
 
-def _open_streams(recipe_cls: type[Recipe], plan: Plan, index: data_mod.DatasetIndex, dev: torch.device, info,
-                  workers: int | None) -> tuple[data_mod.Streams, int]:
-    """The recipe's training streams from iteration ``plan.start`` (and the loader worker count used)."""
+def _workers(dev: torch.device, info, workers: int | None) -> int:
+    """Data loader processes: as given, else up to 8 per GPU rank, none on the CPU."""
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 2) // info.world_size)) if dev.type == "cuda" else 0
+    return workers
+
+
+def _open_streams(recipe_cls: type[Recipe], plan: Plan, index: data_mod.DatasetIndex, dev: torch.device, info,
+                  workers: int) -> data_mod.Streams:
+    """The recipe's training streams from iteration ``plan.start``."""
     streams = data_mod.Streams(index, recipe_cls.streams, img_size=plan.img, load_size=plan.load_size,
                                hflip=bool(plan.config.get("hflip", True)), global_batch=plan.gbatch, seed=plan.seed,
                                rank=info.rank, world_size=info.world_size, start=plan.start, device=dev,
                                workers=workers, resize_mode=plan.resize_mode)
-    return streams, workers
+    return streams
 
 
-# ---------------------------------------------------------------------------------- run.pt
-def _write_run(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, plan: Plan, files: RunFiles,
-               dev: torch.device, info, workers: int, it: int, elapsed: float, progress: bool = True) -> None:
-    """Rank 0: ``recipe.finalize`` over the training set (torch RNG restored after), then ``run.pt``.
+# ---------------------------------------------------------------------------------- run.pt, snapshots
+def run_payload(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, plan: Plan, dev: torch.device, info,
+                workers: int, it: int, elapsed: float, progress: bool = True) -> dict:
+    """The run.pt of iteration ``it``, in memory: ``recipe.finalized_state_dict`` over the training set (torch RNG
+    restored after; the training state is left as it was), config and meta.
 
     The pass over the training set has its own progress bar: at paper scale on a CPU it takes minutes (TUNIT's
     style codes of 7,400 images at 128 px: about 10 minutes on 2 cores, benchmarks README)."""
-    if not info.is_main:
-        return
+    from unit_eval.checkpoint import FORMAT
+
     rng = torch.get_rng_state()
     batches = data_mod.eval_batches(index, plan.img, dev, workers=workers)
 
@@ -272,17 +302,53 @@ def _write_run(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, pl
                 yield b
                 bar.update(len(b["image"]))
 
-    recipe.finalize(with_bar)
+    state = recipe.finalized_state_dict(with_bar)
     torch.set_rng_state(rng)
-    from unit_eval.checkpoint import save_run
-
     meta = {
         "iterations": it, "dataset": str(Path(data).resolve()), "class_names": list(index.class_names),
         "num_images": len(index), "seed": plan.seed, "world_size": info.world_size, "device": dev.type,
         "batch_size": plan.gbatch, "elapsed_s": round(elapsed, 3),
         "resumed_from": plan.start if plan.state is not None else None,
     }
-    save_run(files.run, model=name, config=recipe.run_config(), state_dict=recipe.inference_state_dict(), meta=meta)
+    return {"format": FORMAT, "model": name, "config": recipe.run_config(),
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in state.items()}, "meta": meta}
+
+
+def _write_run(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, plan: Plan, files: RunFiles,
+               dev: torch.device, info, workers: int, it: int, elapsed: float, progress: bool = True) -> None:
+    """Rank 0: :func:`run_payload` written to ``run.pt``."""
+    if not info.is_main:
+        return
+    from unit_eval.checkpoint import save_run
+
+    run = run_payload(recipe, name, data, index, plan, dev, info, workers, it, elapsed, progress)
+    save_run(files.run, model=name, config=run["config"], state_dict=run["state_dict"], meta=run["meta"])
+
+
+def _snapshots(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, plan: Plan, files: RunFiles,
+               dev: torch.device, info, workers: int, progress: bool, *, snapshot_every: int, keep: int,
+               eval_every: int, eval_protocols: list[str], eval_data: str | None, eval_data_root: str | None,
+               eval_numerics: str, eval_batch_size: int):
+    """Snapshots and evaluation during training (None when neither is asked); protocols, data and the model's
+    abilities are checked here, before the first iteration."""
+    from .snapshots import LiveEval, Snapshots
+
+    if not snapshot_every and not eval_every:
+        return None
+    live = None
+    if eval_every and info.is_main:
+        live = LiveEval(eval_protocols, eval_data, eval_data_root, dev, eval_numerics, eval_batch_size,
+                        run_name=files.out.resolve().name, results=files.out / "results.jsonl")
+        live.check(recipe.translator())
+
+    def payload(it: int, elapsed: float) -> dict:
+        return run_payload(recipe, name, data, index, plan, dev, info, workers, it, elapsed, progress)
+
+    snapshots = Snapshots(files.out, every=snapshot_every, keep=keep, eval_every=eval_every if info.is_main else 0,
+                          live=live, payload=payload, device=dev, is_main=info.is_main)
+    if plan.state is not None:
+        snapshots.prune_future(plan.start)
+    return snapshots
 
 
 def load_resume(path: Path, model: str) -> dict:

@@ -103,6 +103,10 @@ Before writing ``run.pt`` the loop calls ``finalize(batches)`` on rank 0 only, w
 returns a fresh iterator over the *whole* training set in the evaluation transform (square resize to
 ``img_size`` whatever ``resize_mode``, no flip/crop), as the same ``{"image", "label", "index"}`` dicts, on ``self.device``.
 TUNIT uses it to store each cluster's average style (``translate_to_domain``). Default: no-op.
+Snapshots (``--snapshot-every``) and evaluations during training (``--eval-every``) need the same
+finalized weights in the middle of a run: :meth:`Recipe.finalized_state_dict` runs ``finalize`` and
+restores afterwards every attribute named in ``finalize_touches`` (declare there everything
+``finalize`` assigns or changes in place), so training continues exactly as without them.
 
 Loop entry point
 ----------------
@@ -205,6 +209,20 @@ class Recipe(abc.ABC):
     def finalize(self, batches) -> None:
         """Optional last step on rank 0 before run.pt (see module docstring); default no-op."""
 
+    #: attributes ``finalize`` assigns or changes in place (restored after a mid-run snapshot)
+    finalize_touches: ClassVar[tuple[str, ...]] = ()
+
+    def finalized_state_dict(self, batches) -> dict:
+        """``finalize(batches)`` then a copy of ``inference_state_dict()``, with every attribute in
+        ``finalize_touches`` put back as it was: the run.pt weights at this iteration, training state untouched."""
+        saved = {name: _copy(getattr(self, name)) for name in self.finalize_touches}
+        try:
+            self.finalize(batches)
+            return {k: v.detach().clone() for k, v in self.inference_state_dict().items()}
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
     # ------------------------------------------------------------------ helpers
     def amp_enabled(self) -> bool:
         if not self.config.get("amp", False):
@@ -237,3 +255,7 @@ def published_config(name: str, published: dict, toy: dict, extra: dict, iters) 
     cfg.update({key: value for key, value in extra.items() if value is not None})
     cfg["iters"] = int(iters)
     return cfg
+
+
+def _copy(value):
+    return value.detach().clone() if torch.is_tensor(value) else value

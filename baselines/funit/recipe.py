@@ -60,6 +60,7 @@ TOY = {"img_size": 32, "load_size": 36, "batch_size": 4, "nf": 8, "nf_mlp": 32, 
 
 class FUNITRecipe(Recipe):
     name = "funit"
+    finalize_touches = ("class_codes", "class_code_count")
     streams = {"content": None, "style": None}
     default_iters = 100_000
     min_classes = 1  # 2 with labels: checked when the recipe is built (validate_data has no config)

@@ -61,6 +61,7 @@ WARMUP_FRACTION = 0.325  # 65K of the official 200K iterations
 
 class TunitRecipe(Recipe):
     name = "tunit"
+    finalize_touches = ("domain_styles", "domain_counts")
     streams = {"main": None}
     min_classes = 1
     default_iters = PAPER_ITERS

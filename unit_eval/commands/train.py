@@ -45,6 +45,16 @@ def _parse_set(items: tuple[str, ...]) -> dict:
 @click.option("--sample-every", type=click.IntRange(min=0), default=None, help="Sample grid every N iterations (0: never) [min(5000, iters/10)].")
 @click.option("--ckpt-every", type=click.IntRange(min=0), default=None, help="resume.pt every N iterations (always at the end) [min(5000, iters/10)].")
 @click.option("--log-every", type=click.IntRange(min=1), default=10, help="log.jsonl row every N iterations.")
+@click.option("--snapshot-every", type=click.IntRange(min=0), default=0,
+              help="Write RUN_DIR/snapshots/iter_XXXXXXX.pt (a run.pt of that iteration) every N iterations (0: never).")
+@click.option("--keep", type=click.IntRange(min=0), default=0, help="Keep only the newest K snapshots (0: all).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=0,
+              help="Evaluate --eval-protocol on the EMA weights every N iterations and at the end; rows go to RUN_DIR/results.jsonl.")
+@click.option("--eval-protocol", "eval_protocols", multiple=True, help="Protocol(s) for --eval-every (name or .toml).")
+@click.option("--eval-data", default=None, help="Dataset the --eval-every protocols read (name or folder), e.g. digits.")
+@click.option("--eval-data-root", default=None, help="Root for named datasets of --eval-data.")
+@click.option("--eval-numerics", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32",
+              help="Inception numerics of --eval-every (bf16/tf32: fast, named in the rows' extractor).")
 @click.option("--resume", is_flag=True, help="Continue RUN_DIR/resume.pt if present (exactly); start fresh otherwise.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="Data loader processes [CUDA: up to 8, CPU: 0].")
 @click.option("--allow-upscale", is_flag=True, help="Accept images smaller than the training resolution (upscaled).")
@@ -53,7 +63,8 @@ def _parse_set(items: tuple[str, ...]) -> dict:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @json_option
 def train_command(model, data, out, iters, batch_size, img_size, k, p_semi, seed, device, amp, sample_every, ckpt_every,
-                  log_every, resume, workers, allow_upscale, toy, sets, quiet, as_json):
+                  log_every, snapshot_every, keep, eval_every, eval_protocols, eval_data, eval_data_root, eval_numerics,
+                  resume, workers, allow_upscale, toy, sets, quiet, as_json):
     """Train a bundled baseline; writes RUN_DIR/run.pt (evaluate it with `unit-eval evaluate --ckpt`)."""
     from unit_eval.baselines.common.loop import train
 
@@ -65,7 +76,9 @@ def train_command(model, data, out, iters, batch_size, img_size, k, p_semi, seed
     summary = train(model, data, out, iters=iters, img_size=img_size, batch_size=batch_size, k=k, seed=seed,
                     device=device, amp=amp, sample_every=sample_every, ckpt_every=ckpt_every, log_every=log_every,
                     resume=resume, allow_upscale=allow_upscale, workers=workers, progress=not quiet,
-                    extra=extra, overrides=_parse_set(sets))
+                    extra=extra, overrides=_parse_set(sets), snapshot_every=snapshot_every, keep=keep,
+                    eval_every=eval_every, eval_protocols=eval_protocols, eval_data=eval_data,
+                    eval_data_root=eval_data_root, eval_numerics=eval_numerics)
     if not as_json:
         info(f"wrote {summary['run']} after {summary['iterations']} iterations")
     emit(summary, as_json, human=summary["run"])

@@ -2,6 +2,7 @@
 
 ``unit-eval evaluate`` and ``unit-eval mfid --ckpt/--model`` call :func:`evaluate`; it checks every protocol
 before generating anything, shares the networks between runners, and writes rows only after the last evaluation.
+:class:`Session` holds what several models evaluated in a row share (``unit-eval sweep``, ``train --eval-every``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .. import sharding
 from ..errors import UnitEvalError
 from ..protocol_specs import ProtocolSpec, load_protocol
 from ..results import ProtocolResult
+from .realsets import RealSets
 from .runner import Networks, ProtocolRunner, Settings
 
 
@@ -43,12 +45,86 @@ def resolve_data(spec: ProtocolSpec, data: str, data_root: str | None):
 
 
 def default_run_name(ckpt: str | None, model_spec: str | None, fake: str | None) -> str:
+    """The checkpoint's run folder (``RUN/run.pt`` and ``RUN/snapshots/iter_N.pt`` are both run ``RUN``), else the
+    file's stem, the model spec or the fake folder's name."""
     if ckpt:
         p = Path(ckpt).resolve()
-        return p.parent.name if p.name == "run.pt" else p.stem
+        if p.name == "run.pt":
+            return p.parent.name
+        if p.parent.name == "snapshots":
+            return p.parent.parent.name
+        return p.stem
     if model_spec:
         return model_spec
     return Path(fake).resolve().name
+
+
+class Session:
+    """Protocols resolved against one dataset, with the settings, networks and real sets that every model evaluated
+    in it shares: ``evaluate`` uses one for one model, a sweep one for all its checkpoints (the real sets are
+    extracted once), training one for every ``--eval-every`` evaluation."""
+
+    def __init__(self, protocols: Iterable[str | ProtocolSpec], *, data: str, data_root: str | None,
+                 settings: Settings, extractor_factory=None, lpips_factory=None):
+        self.specs = [p if isinstance(p, ProtocolSpec) else load_protocol(p) for p in protocols]
+        if not self.specs:
+            raise UnitEvalError("give at least one --protocol (see 'unit-eval protocols')")
+        self.settings = settings
+        self.networks = Networks(settings, extractor_factory, lpips_factory)
+        self.real = RealSets(settings.cache, settings.batch_size)
+        self.datasets = {}
+        for spec in self.specs:
+            if spec.paired not in self.datasets:
+                self.datasets[spec.paired] = resolve_data(spec, data, data_root)
+
+    def jobs(self, seeds: Iterable[int | None]) -> list[tuple[ProtocolSpec, int]]:
+        """(protocol, seed) pairs in evaluation order; a seed of None is the protocol's own."""
+        seeds = list(seeds) or [None]
+        return [(spec, spec.seed if seed is None else int(seed)) for spec in self.specs for seed in seeds]
+
+    def dataset_name(self, spec: ProtocolSpec) -> str:
+        return self.datasets[spec.paired].name
+
+    def runners(self, model=None, fake: str | None = None, evaluated: dict | None = None) -> dict[bool, ProtocolRunner]:
+        """One runner per kind of dataset (classes, pairs), every protocol checked before anything is generated."""
+        runners = {paired: ProtocolRunner(dataset, model=model, fake_dir=fake, settings=self.settings,
+                                          evaluated=evaluated, networks=self.networks, real=self.real)
+                   for paired, dataset in self.datasets.items()}
+        for spec in self.specs:
+            runners[spec.paired].check(spec)
+        return runners
+
+    def run(self, jobs: list[tuple[ProtocolSpec, int]], *, model=None, fake: str | None = None, evaluated: dict,
+            run_name: str, out: str | None = None) -> tuple[list[ProtocolResult], list[dict]]:
+        """Evaluate ``jobs`` for one model (or fake folder); rows carry the model's ``ckpt_sha256`` and
+        ``iteration`` when it has them. A failure names the evaluation and what was finished (not saved to ``out``)."""
+        runners = self.runners(model, fake, evaluated)
+        sha, iteration = getattr(model, "ckpt_sha256", None), getattr(model, "iteration", None)
+        results, rows = [], []
+        for i, (spec, seed) in enumerate(jobs):
+            try:
+                result = runners[spec.paired].run(spec, seed)
+            except UnitEvalError as exc:
+                lost = (f"; nothing was appended to {out} ({len(results)} finished evaluation(s) not saved)"
+                        if out and results else "")
+                raise UnitEvalError(f"{exc} (evaluation {i + 1} of {len(jobs)}: {spec.name}, seed {seed}){lost}") from None
+            results.append(result)
+            rows.extend(result.rows(run_name, sha, iteration))
+        return results, rows
+
+
+def make_settings(*, device: str | torch.device = "auto", batch_size: int = 32, no_cache: bool = False,
+                  save_images: str | None = None, progress: bool = True, precision: str = "fp32",
+                  target_domain: int | None = None) -> Settings:
+    """Settings on this process's device (``cuda:LOCAL_RANK`` under torchrun), the numerics checked for it."""
+    from ..device import check_precision, resolve_device
+    from ..features import FeatureCache
+
+    dev = sharding.local_device(resolve_device(device))
+    check_precision(precision, dev)
+    return Settings(device=dev, batch_size=batch_size, cache=None if no_cache else FeatureCache(),
+                    save_images=Path(save_images) if save_images else None, progress=progress, precision=precision,
+                    target_domain=target_domain)
 
 
 def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: str | None = None,
@@ -61,8 +137,6 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
     the last evaluation (a failure appends nothing and says which evaluations it had finished). ``out`` is
     checked before any work; ``save=False`` leaves the appending to the caller (the CLI prints first).
     ``official_tunit``: ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``."""
-    from ..device import check_precision, resolve_device
-    from ..features import FeatureCache
     from ..results import append_rows, check_writable
 
     if out:
@@ -70,37 +144,18 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
     given = [x for x in (ckpt, model_spec, fake) if x]
     if len(given) != 1:
         raise UnitEvalError("give exactly one of --ckpt run.pt, --model module:factory, --fake DIR")
-    specs = [load_protocol(p) for p in protocols]
-    if not specs:
+    protocols = list(protocols)
+    if not protocols:
         raise UnitEvalError("give at least one --protocol (see 'unit-eval protocols')")
-    seeds = list(seeds) or [None]
-    dev = sharding.local_device(resolve_device(device))  # cuda:LOCAL_RANK under torchrun
-    check_precision(precision, dev)
-    model, evaluated, sha = (None, {"kind": "fake-folder", "folder": Path(fake).resolve().name}, None) if fake else \
-        load_model(ckpt, model_spec, dev, official_tunit)
-    settings = Settings(device=dev, batch_size=batch_size, cache=None if no_cache else FeatureCache(),
-                        save_images=Path(save_images) if save_images else None, progress=progress, precision=precision,
-                        target_domain=target_domain)
+    settings = make_settings(device=device, batch_size=batch_size, no_cache=no_cache, save_images=save_images,
+                             progress=progress, precision=precision, target_domain=target_domain)
+    specs = [load_protocol(p) for p in protocols]  # a bad protocol name is said before a model is loaded
+    model, evaluated = (None, {"kind": "fake-folder", "folder": Path(fake).resolve().name}) if fake else \
+        load_model(ckpt, model_spec, settings.device, official_tunit)[:2]
+    session = Session(specs, data=data, data_root=data_root, settings=settings, extractor_factory=extractor_factory,
+                      lpips_factory=lpips_factory)
     run = run_name or default_run_name(ckpt, model_spec, fake)
-    networks = Networks(settings, extractor_factory, lpips_factory)  # shared by the class and the paired runner
-    runners: dict[bool, ProtocolRunner] = {}
-    for spec in specs:  # resolve data and check every protocol before generating anything
-        if spec.paired not in runners:
-            runners[spec.paired] = ProtocolRunner(resolve_data(spec, data, data_root), model=model, fake_dir=fake,
-                                                  settings=settings, evaluated=evaluated, networks=networks)
-        runners[spec.paired].check(spec)
-    results, rows = [], []
-    jobs = [(spec, seed) for spec in specs for seed in seeds]
-    for i, (spec, seed) in enumerate(jobs):
-        try:
-            result = runners[spec.paired].run(spec, seed)
-        except UnitEvalError as exc:
-            where = f"{spec.name}, seed {spec.seed if seed is None else seed}"
-            lost = (f"; nothing was appended to {out} ({len(results)} finished evaluation(s) not saved)"
-                    if out and results else "")
-            raise UnitEvalError(f"{exc} (evaluation {i + 1} of {len(jobs)}: {where}){lost}") from None
-        results.append(result)
-        rows.extend(result.rows(run, sha))
+    results, rows = session.run(session.jobs(seeds), model=model, fake=fake, evaluated=evaluated, run_name=run, out=out)
     if out and save and sharding.is_main():  # under torchrun every rank holds the results; rank 0 writes them
         append_rows(out, rows)
     return results, rows

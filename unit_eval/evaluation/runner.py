@@ -107,14 +107,14 @@ def resolve(name: str) -> Callable:
 class ProtocolRunner:
     """Evaluates protocols for one model (or fake folder) and one dataset.
 
-    ``networks`` (a :class:`Networks`) may be shared with other runners; by default the runner builds its own from
-    ``settings`` and the factories.
+    ``networks`` (a :class:`Networks`) and ``real`` (a :class:`RealSets`) may be shared with other runners (a sweep
+    shares them over its checkpoints); by default the runner builds its own from ``settings`` and the factories.
     """
 
     def __init__(self, dataset, *, model=None, fake_dir: str | os.PathLike | None = None, settings: Settings,
                  extractor_factory: Callable[[str], object] | None = None,
                  lpips_factory: Callable[[str], torch.nn.Module] | None = None, evaluated: dict | None = None,
-                 networks: Networks | None = None):
+                 networks: Networks | None = None, real: RealSets | None = None):
         if (model is None) == (fake_dir is None):
             raise UnitEvalError("evaluate either a model or a folder of generated images, not both or neither")
         if settings.batch_size < 1:
@@ -126,7 +126,7 @@ class ProtocolRunner:
             raise UnitEvalError(f"fake folder not found: {self.fake_dir}")
         self.settings = settings
         self.networks = networks or Networks(settings, extractor_factory, lpips_factory)
-        self.real = RealSets(settings.cache, settings.batch_size)
+        self.real = real or RealSets(settings.cache, settings.batch_size)
         self.evaluated = evaluated or {}
         self.seed: int | None = None
 
@@ -155,7 +155,7 @@ class ProtocolRunner:
         count, never by the absolute paths of this machine."""
         dataset = {k: v for k, v in self.dataset.describe().items() if k != "root"}
         return {"protocol": spec.options(), "protocol_file": protocol_file_name(spec.file), "image_size": size,
-                "evaluated": self.evaluated, "dataset": dataset, **extra}
+                "numerics": self.settings.precision, "evaluated": self.evaluated, "dataset": dataset, **extra}
 
     def model_outputs(self, fn: Callable, batches: Iterator[tuple[list[Job], tuple[torch.Tensor, ...]]], n: int,
                       spec: ProtocolSpec, desc: str) -> Iterator[tuple[list[Job], list[torch.Tensor], torch.Tensor]]:
