@@ -274,7 +274,7 @@ def _pdflatex_ready() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("golden", ["table1.tex", "table1_two_protocols.tex", "tunit_table1.tex"])
+@pytest.mark.parametrize("golden", ["table1.tex", "table1_two_protocols.tex", "tunit_table1.tex", "sweep_best5.tex"])
 def test_golden_latex_compiles(tmp_path, golden):
     """Skipped where pdflatex is missing, except where UNIT_EVAL_REQUIRE_PDFLATEX is set (.ci/run installs a
     minimal TeX and sets it, so CI never skips this)."""

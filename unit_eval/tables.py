@@ -311,7 +311,7 @@ def render_latex(
     out += [line(row) for row in body]
     out += [r"\bottomrule", r"\end{tabular}"]
     if footnote:
-        out += [r"\par\smallskip", f"{{\footnotesize {latex_escape(footnote)}\par}}"]
+        out += [r"\par\smallskip", rf"{{\footnotesize {latex_escape(footnote)}\par}}"]
     if caption is not None or label is not None:
         out.append(r"\end{table}")
     return "\n".join(out) + "\n"
