@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from unit_eval.cli import cli
 from unit_eval.errors import UnitEvalError
 from unit_eval.results import append_rows, make_row
-from unit_eval.tables import aggregate, build_table, latex_escape, make_table, markdown_escape, rank_marks
+from unit_eval.markup import latex_escape, markdown_escape
+from unit_eval.tables import aggregate, build_table, make_table, rank_marks
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("UNIT_EVAL_REGEN_GOLDEN") == "1"
