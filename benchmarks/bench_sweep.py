@@ -1,7 +1,7 @@
 """A sweep of N checkpoints (``unit-eval sweep RUN_DIR``) against N separate ``unit-eval evaluate --ckpt`` calls,
 the way a user evaluates snapshots without it: same checkpoints, same protocol, same machine, one run.
 
-    python benchmarks/bench_sweep.py [--snapshots 10] [--protocol demo-tunit-mfid] [--device cpu] [--json]
+    python benchmarks/bench_sweep.py [--snapshots 10] [--protocol demo-tunit-mfid] [--smoke] [--device cpu] [--json]
 
 Data: scikit-learn digits (embedded; a per-class subset as in the demo). Checkpoints: a toy TUNIT run trained here
 with ``--snapshot-every`` (a protocol's cost does not depend on how good the model is). Each route runs in fresh
@@ -43,6 +43,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--snapshots", type=int, default=10)
     parser.add_argument("--every", type=int, default=20, help="iterations between snapshots")
     parser.add_argument("--protocol", default="demo-tunit-mfid", help="a demo protocol name or a .toml file")
+    parser.add_argument("--smoke", action="store_true", help="the demo protocols at their --smoke sizes (90 fakes)")
     parser.add_argument("--train-per-class", type=int, default=40)
     parser.add_argument("--test-per-class", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -51,14 +52,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
 
     from unit_eval.baselines.common.loop import train
-    from unit_eval.commands.demo import digits_subset, write_demo_protocols
+    from unit_eval.commands.demo import SMOKE_PROTOCOLS, DEMO_PROTOCOLS, digits_subset, write_demo_protocols
     from unit_eval.embedded import materialize
     from unit_eval.weights import inception_weights_path
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     work.mkdir(parents=True, exist_ok=True)
     data = digits_subset(materialize("digits", progress=False), work / "digits", args.train_per_class, args.test_per_class)
-    protocols = write_demo_protocols(work / "protocols")
+    protocols = write_demo_protocols(work / "protocols", SMOKE_PROTOCOLS if args.smoke else DEMO_PROTOCOLS)
     protocol = str(protocols.get(args.protocol, args.protocol))
     run = work / "tunit"
     iters = args.snapshots * args.every

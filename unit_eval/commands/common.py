@@ -40,6 +40,20 @@ precision_option = click.option(
          "slightly (measured in benchmarks/README.md); the choice is named in every result row.")
 
 
+def select_options(what: str):
+    """``--select`` and ``--select-by`` (:mod:`unit_eval.selection`) for a command whose rows may span training
+    iterations; ``what`` finishes the sentence "which ... " in the help."""
+    def wrap(fn):
+        fn = click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
+                          help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")(fn)
+        fn = click.option("--select", default=None, metavar="last|best|bestK|iter=N",
+                          help=f"Rows from several training iterations (a sweep): which {what}. best5 = the mean over "
+                               "the five iterations with the best selection metric, as TUNIT reports mFID.")(fn)
+        return fn
+
+    return wrap
+
+
 def official_tunit_options(fn):
     """``--img-size``, ``--k``, ``--sty-dim``: what an official TUNIT ``.ckpt`` cannot tell (clovaai/tunit's own
     defaults when not given); refused with a run.pt, which states its own."""

@@ -5,7 +5,7 @@ import click
 
 from ..errors import UnitEvalError
 from ..results import MEAN
-from .common import emit, info, json_option, writable_out
+from .common import emit, info, json_option, select_options, writable_out
 
 
 def _model_options(fn):
@@ -135,10 +135,7 @@ def codes_command(ckpt, model_spec, data, data_root, split, device, seed, out, p
 @click.option("--metric", "metrics", multiple=True, help="Metric(s) to plot (default: all that have iterations).")
 @click.option("--run", "runs", multiple=True, help="Run name(s) to plot (default: all).")
 @click.option("--class", "cls", default=MEAN, show_default=True, help="Class of the rows to plot.")
-@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
-              help="Ring the iterations this selection picks (as 'unit-eval table --select'), e.g. best5.")
-@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
-              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
+@select_options("to ring, as 'unit-eval table --select' picks them (e.g. best5)")
 @json_option
 def curves_command(results, out, pdf, title, metrics, runs, cls, select, select_by, as_json):
     """Metric against training iteration (the rows' iteration: a sweep's or train --eval-every's) from RESULTS

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..errors import UnitEvalError
-from .common import emit, info, json_option, writable_out
+from .common import emit, info, json_option, select_options, writable_out
 
 
 def _evaluated_as(rows, sha: str) -> str:
@@ -60,11 +60,7 @@ def _grids(ckpts, data, device, rows) -> dict[str, bytes]:
 @click.option("--out", type=click.Path(dir_okay=False), required=True, callback=writable_out,
               help="HTML file to write (self-contained: open it anywhere, offline).")
 @click.option("--title", default=None, help="Page title [default: unit-eval report].")
-@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
-              help="Rows from several training iterations (a sweep): which the leaderboard shows, as 'unit-eval table "
-                   "--select' [default: last]; the curves ring them.")
-@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
-              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
+@select_options("the leaderboard shows, as 'unit-eval table --select' [default: last]; the curves ring them")
 @click.option("--metrics", multiple=True, metavar="M1,M2,...",
               help="Metrics of the leaderboard, in this order (comma-separated or repeated) [default: all].")
 @click.option("--protocol", "protocols", multiple=True, help="Only these protocols (repeatable).")

@@ -9,7 +9,7 @@ import click
 from ..cache import atomic_write_text
 from ..errors import UnitEvalError
 from ..results import check_writable, read_rows
-from .common import emit, info, json_option, writable_out
+from .common import emit, info, json_option, select_options, writable_out
 
 _SUFFIX_FORMATS = {".tex": "latex", ".md": "markdown", ".markdown": "markdown", ".csv": "csv"}
 
@@ -46,11 +46,7 @@ def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]
               help="TUNIT Table 1's combined 'density / coverage' cell (D&C), bold by coverage (latex, markdown).")
 @click.option("--second", is_flag=True, help="Underline the second best of each column (latex, markdown).")
 @click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
-@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
-              help="Rows from several training iterations (a sweep): which to show [default: last]. best5 = the mean "
-                   "over the five iterations with the best selection metric (TUNIT); the iterations are named under the table.")
-@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
-              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
+@select_options("to show [default: last]; the iterations are named under the table")
 @click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
 @click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
 @click.option("--out", type=click.Path(dir_okay=False), callback=writable_out, help="Write the table to this file instead of stdout.")
@@ -106,11 +102,7 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
 @click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance.")
 @click.option("--tol", "tols", multiple=True, metavar="METRIC=ATOL[,RTOL]",
               help="Per-metric tolerance (repeatable); without RTOL, --rtol applies.")
-@click.option("--select", default=None, metavar="last|best|bestK|iter=N",
-              help="Rows from several training iterations (a sweep): which to compare, on both sides [default: last]. best5 = the mean "
-                   "over the five iterations with the best selection metric (TUNIT).")
-@click.option("--select-by", default=None, metavar="[PROTOCOL:]METRIC",
-              help="The metric that ranks iterations for best/bestK [default: mfid, else fid].")
+@select_options("to compare, on both sides [default: last]")
 @click.option("--update", is_flag=True, help="Write RESULTS as the new baseline (atomically) and exit 0.")
 @json_option
 @click.pass_context
