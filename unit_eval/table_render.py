@@ -1,6 +1,6 @@
 """Rendering a :class:`~unit_eval.tables.Leaderboard` as LaTeX (booktabs), Markdown (GitHub pipes) or CSV.
 
-The cells (numbers, decimals, best and second-best marks) come from :mod:`unit_eval.tables`; this module only
+The cells (numbers, decimals, best and second-best marks) come from :mod:`unit_eval.table_cells`; this module only
 lays them out. :func:`unit_eval.tables.make_table` is the entry point; the HTML report has its own layout in
 :mod:`unit_eval.report.leaderboard`, from the same cells.
 """
@@ -12,7 +12,7 @@ from typing import Mapping
 
 from .errors import UnitEvalError
 from .markup import latex_escape, markdown_escape
-from .tables import Leaderboard, _cell_styler, _cells, _header_parts
+from .table_cells import Leaderboard, _cell_styler, _cells, _header_parts
 
 
 def render_latex(

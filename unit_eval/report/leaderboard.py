@@ -1,5 +1,5 @@
 """The report's leaderboard and provenance: :func:`unit_eval.tables.build_table`'s board as HTML, one table per
-dataset, with the numbers and the bold cells of ``unit-eval table`` (both come from ``tables._cells``), and the
+dataset, with the numbers and the bold cells of ``unit-eval table`` (both come from ``table_cells._cells``), and the
 result rows behind every number.
 
 Every number cell is a ``<td>`` carrying ``data-run``, ``data-dataset``, ``data-protocol``, ``data-metric``,
@@ -17,7 +17,7 @@ from typing import Iterable, Mapping
 from ..aggregate import dataset_of
 from ..results import row_iteration
 from ..selection import Selected
-from ..tables import Column, Leaderboard, _cells, _header_parts
+from ..table_cells import Column, Leaderboard, _cells, _header_parts
 
 ARROWS = {True: "↑", False: "↓"}
 MISSING = "–"  # as the Markdown table prints an empty cell
