@@ -1,7 +1,7 @@
 """A sweep of N checkpoints (``unit-eval sweep RUN_DIR``) against N separate ``unit-eval evaluate --ckpt`` calls,
 the way a user evaluates snapshots without it: same checkpoints, same protocol, same machine, one run.
 
-    python benchmarks/bench_sweep.py [--snapshots 10] [--protocol demo-tunit-mfid] [--smoke] [--device cpu] [--json]
+    python benchmarks/bench_sweep.py [--snapshots 10] [--protocol demo-tunit-mfid] [--smoke] [--modes cache,no-cache] [--json]
 
 Data: scikit-learn digits (embedded; a per-class subset as in the demo). Checkpoints: a toy TUNIT run trained here
 with ``--snapshot-every`` (a protocol's cost does not depend on how good the model is). Each route runs in fresh
@@ -48,6 +48,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--test-per-class", type=int, default=8)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=None, help="keep the run and results here")
+    parser.add_argument("--modes", default="cache,no-cache", help="cache (the default feature cache), no-cache, or both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -72,7 +73,8 @@ def main(argv=None) -> dict:
     base_env = dict(os.environ, UNIT_EVAL_INCEPTION_WEIGHTS=str(inception_weights_path()))
     common = ["--protocol", protocol, "--data", str(data), "--device", args.device]
     result = {"machine": machine(), "checkpoints": len(snapshots), "protocol": Path(protocol).stem, "modes": {}}
-    for mode, extra in (("feature cache (default)", []), ("--no-cache", ["--no-cache"])):
+    modes = {"cache": ("feature cache (default)", []), "no-cache": ("--no-cache", ["--no-cache"])}
+    for mode, extra in (modes[m.strip()] for m in args.modes.split(",")):
         times = {}
         for route in ("sweep", "evaluate"):
             env = dict(base_env, UNIT_EVAL_CACHE=str(work / f"cache-{route}-{len(extra)}"))

@@ -219,3 +219,23 @@ def test_sweep_bad_inputs_are_one_line(sweep_setup, tmp_path):
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error:") and message in proc.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_report_of_the_sweep_renders_in_a_browser(sweep_setup, full_sweep, tmp_path):
+    """The sweep's rows as the HTML report (best5, the run's grid), rendered by headless Chromium: no console
+    message, a screenshot that is not blank, and the numbers in the page equal to the JSONL's."""
+    from .test_report import assert_not_blank, assert_page_equals_rows, browse, console_lines, parse_page
+    from .test_report import chromium as find_chromium
+
+    browser = find_chromium.__wrapped__()
+    root, data, _, env = sweep_setup
+    out = tmp_path / "report.html"
+    proc = _cli(["report", str(full_sweep[0]), "--select", "best5", "--ckpt", str(root / "tunit" / "run.pt"),
+                 "--data", str(data), "--device", "cpu", "--out", str(out)], env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shot = tmp_path / "shot.png"
+    assert console_lines(browse(browser, out, tmp_path, f"--screenshot={shot}").stderr) == []
+    assert_not_blank(shot)
+    dom = browse(browser, out, tmp_path, "--dump-dom")
+    assert console_lines(dom.stderr) == []
+    assert assert_page_equals_rows(parse_page(dom.stdout), read_rows(full_sweep[0]), "best5") >= 2
