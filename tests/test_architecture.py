@@ -17,7 +17,7 @@ PACKAGE = REPO / "unit_eval"
 LAYERS = [
     {"errors", "cache", "device", "distributed", "markup", "results", "images", "metrics", "stagetimes"},
     {"weights", "sharding", "features", "checkpoint", "datasets", "protocol_specs", "translator", "embedded", "synth"},
-    {"evaluation", "folders", "aggregate", "selection", "tables", "table_render", "check", "plots", "report"},
+    {"evaluation", "folders", "aggregate", "selection", "tables", "table_cells", "table_render", "check", "plots", "report"},
     {"commands", "cli"},
 ]
 LONG_OK = "longer than 400 lines because"
