@@ -16,7 +16,8 @@ PACKAGE = REPO / "unit_eval"
 # ARCHITECTURE.md, "Who may import whom": a module may import its own layer or lower ones.
 LAYERS = [
     {"errors", "cache", "device", "distributed", "markup", "results", "images", "metrics", "stagetimes"},
-    {"weights", "sharding", "features", "checkpoint", "datasets", "protocol_specs", "translator", "embedded", "synth",
+    {"weights", "sharding", "features", "extractors", "checkpoint", "datasets", "protocol_specs", "translator",
+     "embedded", "synth",
      "reference_models", "demo_assets"},
     {"evaluation", "folders", "aggregate", "selection", "tables", "table_cells", "table_render", "check", "plots", "report"},
     {"commands", "cli"},

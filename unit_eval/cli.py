@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "cluster-acc": "unit_eval.commands.metrics:cluster_acc_command",
     "ioi": "unit_eval.commands.metrics:ioi_command",
     "pixacc": "unit_eval.commands.metrics:pixacc_command",
+    "fd": "unit_eval.commands.feature_spaces:fd_command",
+    "cmmd": "unit_eval.commands.feature_spaces:cmmd_command",
     "weights": "unit_eval.commands.weights:weights_group",
     "evaluate": "unit_eval.commands.evaluate:evaluate_command",
     "protocols": "unit_eval.commands.evaluate:protocols_command",

@@ -88,6 +88,7 @@ class InceptionFeatures:
     ``batch(images)``, ``stream(batches)``, ``files(paths, size, resize_filter)``.
     """
 
+    name = "inception"  # the extractor interface's name (``unit_eval.extractors``)
     feature_dim = FEATURE_DIM
 
     def __init__(

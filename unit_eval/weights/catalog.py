@@ -6,6 +6,7 @@ packages); it imports nothing from the package, so neither has to import the oth
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ ENV_VARS: dict[str, str] = {
     "inception": "UNIT_EVAL_INCEPTION_WEIGHTS",
     "lpips-alex": "UNIT_EVAL_LPIPS_ALEX_WEIGHTS",
     "lpips-vgg": "UNIT_EVAL_LPIPS_VGG_WEIGHTS",
+    "dinov2-vitl14": "UNIT_EVAL_DINOV2_VITL14_WEIGHTS",
+    "dinov2-vitb14": "UNIT_EVAL_DINOV2_VITB14_WEIGHTS",
+    "clip-vitl14-336": "UNIT_EVAL_CLIP_VITL14_336_WEIGHTS",
 }
 
 # Published file names; the 8 hex digits before ".pth" are the start of the file's sha256 (torch hub's rule).
@@ -43,6 +47,43 @@ LABELS: dict[str, str] = {
     "inception": "FID Inception-V3",
     "lpips-alex": "LPIPS AlexNet",
     "lpips-vgg": "LPIPS VGG16",
+    "dinov2-vitl14": "DINOv2 ViT-L/14",
+    "dinov2-vitb14": "DINOv2 ViT-B/14",
+    "clip-vitl14-336": "CLIP ViT-L/14@336px",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureNet:
+    """The official file of a feature network that unit-eval cannot download: the user provides it, and it is
+    used only when its sha256 is one of ``sha256`` (full digests, whatever the file is called)."""
+
+    files: tuple[str, ...]
+    sha256: tuple[str, ...]
+    url: str
+    size: int | None = None
+
+
+# Feature networks beyond Inception (``unit_eval.extractors``), each an official file used as is.
+# DINOv2: the backbones torch hub's ``facebookresearch/dinov2`` loads (``dinov2/hub/backbones.py``:
+# ``_DINOV2_BASE_URL/<name>/<name>_pretrain.pth``); their full sha256 (and the ViT-L/14 size) as recorded by
+# several independent projects that pin them (Meta publishes no digest). CLIP: OpenAI's TorchScript archive,
+# whose URL carries its full sha256 (openai/CLIP ``clip/clip.py``, checked by OpenAI's own loader and by
+# scenic's ``download.py``, which CMMD uses).
+FEATURE_NETS: dict[str, FeatureNet] = {
+    "dinov2-vitl14": FeatureNet(
+        ("dinov2_vitl14_pretrain.pth",),
+        ("d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",),
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth", 1_217_586_395),
+    "dinov2-vitb14": FeatureNet(
+        ("dinov2_vitb14_pretrain.pth",),
+        ("0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73",),
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"),
+    "clip-vitl14-336": FeatureNet(
+        ("ViT-L-14-336px.pt",),
+        ("3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",),
+        "https://openaipublic.azureedge.net/clip/models/"
+        "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt"),
 }
 
 

