@@ -14,8 +14,8 @@ from unit_eval.evaluation import (legacy_real_flips, legacy_real_paths, sample_c
                                        sample_legacy, sample_pairs_uniform, sample_reference_class)
 from unit_eval.protocol_specs import KINDS, ClassFID, LegacyTunitMFID, list_protocols, load_protocol, protocol_names
 
-SHIPPED = {"tunit-mfid", "tunit-mfid-legacy", "tunit-dc", "tunit-cluster", "cluit-mfid", "lpips-diversity",
-           "lpips-content", "unit-maps"}
+SHIPPED = {"tunit-mfid", "tunit-mkid", "tunit-mfid-legacy", "tunit-dc", "tunit-cluster", "cluit-mfid",
+           "lpips-diversity", "lpips-content", "unit-maps"}
 
 
 def fabricated(k: int, per_class: int, prefix: str = "val") -> dict[str, list[Path]]:
@@ -38,6 +38,11 @@ def test_every_shipped_protocol_loads_and_states_its_source():
     assert isinstance(mfid, ClassFID)
     assert (mfid.sources_per_class, mfid.references_per_source, mfid.source_split, mfid.real_split) == (18, 5, "test", "train")
     assert mfid.preprocessing == "tf1-bilinear"
+    # tunit-mkid: tunit-mfid's sampling (the same fakes), with class-wise KID beside class-wise FID
+    mkid = specs["tunit-mkid"]
+    assert mkid.kid and not mfid.kid
+    same = lambda spec: {k: v for k, v in spec.options().items() if k not in ("name", "kid")}  # noqa: E731
+    assert same(mkid) == same(mfid)
     legacy = specs["tunit-mfid-legacy"]
     assert isinstance(legacy, LegacyTunitMFID) and legacy.preprocessing == "tunit-legacy" and legacy.fid_batch == 50
     assert specs["tunit-dc"].k == 5

@@ -33,7 +33,7 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
 
     Several rows with the same (run, dataset, protocol, metric, class, seed) are re-evaluations: the last one
     wins. Rows of one cell from several training iterations are refused: :func:`unit_eval.selection.select_rows`
-    chooses the iterations first (tables and checks do). The result has columns run, dataset, protocol, metric, class, mean, std, n in first-appearance order.
+    chooses the iterations first (tables and checks do). The result has columns run, dataset, protocol, metric, class, mean, std, n and ci_half (the mean half-width of the rows' bootstrap intervals, NaN without) in first-appearance order.
     """
     rows = list(rows)
     if not rows:
@@ -50,6 +50,7 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
                 "value": [_value(r) for r in rows],
                 "extractor": [str(r.get("extractor")) for r in rows],
                 "iteration": [row_iteration(r) for r in rows],
+                "ci_half": [_half_width(r) for r in rows],
             }
         )
     except KeyError as exc:
@@ -59,7 +60,16 @@ def aggregate(rows: Iterable[Mapping]) -> pd.DataFrame:
     frame = frame.drop_duplicates(subset=KEY + ["seed"], keep="last").sort_values("first", kind="stable")
     _refuse_mixed_extractors(frame)
     stats = frame.groupby(KEY, sort=False)["value"].agg(mean="mean", std="std", n="count")
+    stats["ci_half"] = frame.groupby(KEY, sort=False)["ci_half"].mean()  # NaN unless the rows carry intervals
     return stats.reset_index()
+
+
+def _half_width(row: Mapping) -> float:
+    """Half the width of a row's bootstrap interval (NaN without one)."""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        return float("nan")
+    return (float(high) - float(low)) / 2
 
 
 def _refuse_mixed_extractors(frame: pd.DataFrame) -> None:

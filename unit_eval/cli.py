@@ -14,6 +14,7 @@ from .errors import UnitEvalError
 # command name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
     "fid": "unit_eval.commands.metrics:fid_command",
+    "kid": "unit_eval.commands.metrics:kid_command",
     "mfid": "unit_eval.commands.metrics:mfid_command",
     "dc": "unit_eval.commands.metrics:dc_command",
     "lpips": "unit_eval.commands.metrics:lpips_command",

@@ -13,6 +13,7 @@ import torch
 
 from . import sharding
 from .errors import UnitEvalError
+from .evaluation.intervals import NONE, BootstrapPlan, class_fid_intervals, class_kid, kid_options, prdc_intervals
 from .evaluation.realsets import RealSets
 from .features import FeatureCache, InceptionFeatures
 from .images import list_class_folders, list_images, load_image, to_tensor_uint8, uint8_to_float
@@ -35,6 +36,7 @@ def summary(result: ProtocolResult) -> dict:
             out["k"] = result.options["k"]
         out["n_real"], out["n_fake"] = result.n_real[MEAN], result.n_fake[MEAN]
     out["extractor"] = result.extractor
+    out.update(result.interval_summary())
     return out
 
 
@@ -47,12 +49,36 @@ def _dataset_name(folder) -> str:
 
 
 def folder_fid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
-               cache: FeatureCache | None = None) -> ProtocolResult:
-    """FID of the images in ``fake`` against ``real`` (both recursive folders); the real set through ``cache``."""
-    real_g = RealSets(cache).gaussian(list_images(real), extractor, size, resize_filter, "real")
-    fake_g = RealSets(None).gaussian(list_images(fake), extractor, size, resize_filter, "fake")
-    return ProtocolResult("fid", None, {"fid": {MEAN: real_g.fid(fake_g)}}, {MEAN: real_g.n}, {MEAN: fake_g.n},
-                          extractor.describe(), _options(size, resize_filter), _dataset_name(real))
+               cache: FeatureCache | None = None, plan: BootstrapPlan = NONE) -> ProtocolResult:
+    """FID of the images in ``fake`` against ``real`` (both recursive folders); the real set through ``cache``.
+    ``plan``: bootstrap intervals (:mod:`unit_eval.evaluation.intervals`)."""
+    reals = RealSets(cache)
+    real_paths = list_images(real)
+    real_g = reals.gaussian(real_paths, extractor, size, resize_filter, "real")
+    if plan:
+        fake_f = RealSets(None).features(list_images(fake), extractor, size, resize_filter, "fake")
+        fake_g = fid.Gaussian(fake_f, extractor.device)
+        real_f = {MEAN: reals.features(real_paths, extractor, size, resize_filter, "real")} if plan.real else None
+    else:
+        fake_g = RealSets(None).gaussian(list_images(fake), extractor, size, resize_filter, "fake")
+    value = real_g.fid(fake_g)
+    intervals = sharding.on_main(class_fid_intervals, plan, 0, {MEAN: real_g}, {MEAN: fake_f}, real_f,
+                                 {MEAN: value}) if plan else {}
+    return ProtocolResult("fid", None, {"fid": {MEAN: value}}, {MEAN: real_g.n}, {MEAN: fake_g.n},
+                          extractor.describe(), _options(size, resize_filter, **plan.options()), _dataset_name(real),
+                          feature_dim=real_g.dim, intervals=intervals)
+
+
+def folder_kid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
+               cache: FeatureCache | None = None, plan: BootstrapPlan = NONE) -> ProtocolResult:
+    """KID (torch-fidelity's estimator: 100 subsets of min(1000, set sizes), polynomial kernel) of ``fake``
+    against ``real``; the reported ``kid_std`` is the spread over subsets, as torch-fidelity reports it."""
+    real_f = RealSets(cache).features(list_images(real), extractor, size, resize_filter, "real")
+    fake_f = RealSets(None).features(list_images(fake), extractor, size, resize_filter, "fake")
+    result = sharding.on_main(class_kid, plan, 0, {MEAN: real_f}, {MEAN: fake_f})
+    return ProtocolResult("kid", None, result.values, {MEAN: len(real_f)}, {MEAN: len(fake_f)}, extractor.describe(),
+                          _options(size, resize_filter, **kid_options(result.subset_size), **plan.options()),
+                          _dataset_name(real), feature_dim=real_f.shape[1], intervals=result.intervals)
 
 
 def class_names(folder) -> list[str] | None:
@@ -65,7 +91,7 @@ def class_names(folder) -> list[str] | None:
 
 
 def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = None, resize_filter: str = "bicubic",
-                cache: FeatureCache | None = None) -> ProtocolResult:
+                cache: FeatureCache | None = None, plan: BootstrapPlan = NONE) -> ProtocolResult:
     """Class-wise FID: the immediate subfolders of ``real`` and ``fake`` are the classes (the same set)."""
     real_classes = class_names(real)
     fake_classes = class_names(fake)
@@ -75,25 +101,40 @@ def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = Non
             f"only in fake {sorted(set(fake_classes) - set(real_classes))}"
         )
     reals, fakes = RealSets(cache), RealSets(None)
-    real_g = {c: reals.gaussian(p, extractor, size, resize_filter, f"real {c}") for c, p in list_class_folders(real).items()}
-    fake_g = {c: fakes.gaussian(p, extractor, size, resize_filter, f"fake {c}") for c, p in list_class_folders(fake).items()}
+    real_paths, fake_paths = list_class_folders(real), list_class_folders(fake)
+    real_g = {c: reals.gaussian(p, extractor, size, resize_filter, f"real {c}") for c, p in real_paths.items()}
+    intervals = {}
+    if plan:
+        fake_f = {c: fakes.features(p, extractor, size, resize_filter, f"fake {c}") for c, p in fake_paths.items()}
+        fake_g = {c: fid.Gaussian(f, extractor.device) for c, f in fake_f.items()}
+        real_f = {c: reals.features(p, extractor, size, resize_filter, f"real {c}") for c, p in real_paths.items()} \
+            if plan.real else None
+    else:
+        fake_g = {c: fakes.gaussian(p, extractor, size, resize_filter, f"fake {c}") for c, p in fake_paths.items()}
     mean, per_class = fid.class_wise_fid(real_g, fake_g, device=extractor.device)
+    if plan:
+        intervals = sharding.on_main(class_fid_intervals, plan, 0, {c: real_g[c] for c in per_class},
+                                     fake_f, real_f, per_class)
     n_real, n_fake = {c: g.n for c, g in real_g.items()}, {c: g.n for c, g in fake_g.items()}
     n_real[MEAN], n_fake[MEAN] = sum(n_real.values()), sum(n_fake.values())
     return ProtocolResult("mfid", None, {"mfid": {MEAN: mean}, "fid": per_class}, n_real, n_fake, extractor.describe(),
-                          _options(size, resize_filter), _dataset_name(real))
+                          _options(size, resize_filter, **plan.options()), _dataset_name(real),
+                          feature_dim=next(iter(real_g.values())).dim, intervals=intervals)
 
 
 def folder_prdc(real, fake, extractor: InceptionFeatures, k: int = prdc.DEFAULT_K, size: int | None = None,
-                resize_filter: str = "bicubic", cache: FeatureCache | None = None) -> ProtocolResult:
+                resize_filter: str = "bicubic", cache: FeatureCache | None = None,
+                plan: BootstrapPlan = NONE) -> ProtocolResult:
     """Density, coverage, precision and recall of ``fake`` against ``real`` (prdc semantics, real first)."""
     real_feats = RealSets(cache).features(list_images(real), extractor, size, resize_filter, "real")
     fake_feats = RealSets(None).features(list_images(fake), extractor, size, resize_filter, "fake")
     # Under torchrun every rank holds both full sets; rank 0 computes and shares the scores.
     scores = sharding.on_main(prdc.compute_prdc, real_feats, fake_feats, k=k, device=extractor.device)
     values = {m: {MEAN: scores[m]} for m in ("density", "coverage", "precision", "recall")}
+    intervals = sharding.on_main(prdc_intervals, plan, 0, real_feats, fake_feats, k, scores) if plan else {}
     return ProtocolResult("dc", None, values, {MEAN: len(real_feats)}, {MEAN: len(fake_feats)}, extractor.describe(),
-                          _options(size, resize_filter, k=k), _dataset_name(real))
+                          _options(size, resize_filter, k=k, **plan.options()), _dataset_name(real),
+                          feature_dim=real_feats.shape[1], intervals=intervals)
 
 
 def paired_files(dir_a, dir_b) -> list[tuple[Path, Path]]:

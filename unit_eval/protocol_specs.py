@@ -85,6 +85,7 @@ class ClassFID(ProtocolSpec):
     sources_per_class: int
     references_per_source: int
     preprocessing: str
+    kid: bool = False  # also class-wise KID (mkid) from the same fakes and real sets (torch-fidelity's estimator)
 
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")
@@ -181,6 +182,7 @@ class ReferenceClassFID(ProtocolSpec):
     references_per_input: int
     exclude_self: bool
     preprocessing: str
+    kid: bool = False  # also class-wise KID (mkid), as in ClassFID
 
     fake_folder: ClassVar[bool] = True
     metrics: ClassVar[tuple[str, ...]] = ("mfid", "fid")

@@ -5,7 +5,10 @@ folder commands too), :func:`read_rows` checks every row read back. A row: ``run
 ``metric``, ``class`` ("mean" for the aggregate), ``value``, and what makes it reproducible: ``seed``,
 ``n_real``, ``n_fake``, ``extractor``, ``version``, ``ckpt_sha256`` (when a checkpoint was evaluated),
 ``iteration`` (the training iteration of that checkpoint, when it records one), ``time`` (UTC ISO), plus
-free-form ``options``. Rows never carry absolute paths of the machine that wrote
+free-form ``options``. FID-type rows (FID, KID, D&C) also record ``feature_dim``, the dimension of the features their
+``n_real`` and ``n_fake`` samples live in (fewer samples than dimensions: exact, but biased). With ``--bootstrap B``
+a row carries its percentile interval: ``ci_low``, ``ci_high``, ``ci_level``, ``bootstrap`` (B) and
+``bootstrap_std`` (the replicates' standard deviation); these keys are always present, null without a bootstrap. Rows never carry absolute paths of the machine that wrote
 them (they are shared and committed): inputs are identified by names, hashes and counts.
 """
 from __future__ import annotations
@@ -16,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, TypedDict
+from typing import Iterable, Mapping, TypedDict
 
 from . import __version__
 from .errors import UnitEvalError
@@ -29,7 +32,11 @@ Row = TypedDict("Row", {
     "run": str, "dataset": "str | None", "protocol": str, "metric": str, "class": str, "value": float,
     "seed": "int | None", "n_real": "int | None", "n_fake": "int | None", "extractor": "str | None", "version": str,
     "ckpt_sha256": "str | None", "iteration": "int | None", "time": str, "options": dict,
+    "feature_dim": "int | None", "ci_low": "float | None", "ci_high": "float | None", "ci_level": "float | None",
+    "bootstrap": "int | None", "bootstrap_std": "float | None",
 })
+GAUSSIAN_METRICS = ("fid", "mfid", "fd_dinov2", "fd_dinov2_vitb14", "fd_clip")  # metrics of Gaussians fitted to features: biased when samples < dimensions
+INTERVAL_KEYS = ("ci_low", "ci_high", "ci_level", "bootstrap", "bootstrap_std")
 
 
 def make_row(
@@ -47,7 +54,11 @@ def make_row(
     ckpt_sha256: str | None = None,
     iteration: int | None = None,
     options: dict | None = None,
+    feature_dim: int | None = None,
+    interval=None,
 ) -> Row:
+    """``interval``: a :class:`unit_eval.metrics.bootstrap.Interval` (or None)."""
+    ci = interval.fields() if interval is not None else dict.fromkeys(INTERVAL_KEYS)
     return {
         "run": run,
         "dataset": dataset,
@@ -64,6 +75,8 @@ def make_row(
         "iteration": None if iteration is None else int(iteration),
         "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "options": options or {},
+        "feature_dim": None if feature_dim is None else int(feature_dim),
+        **ci,
     }
 
 
@@ -79,6 +92,8 @@ class ProtocolResult:
     extractor: str | None = None
     options: dict = field(default_factory=dict)
     dataset: str | None = None
+    feature_dim: int | None = None  # FID-type results: the features' dimension
+    intervals: dict = field(default_factory=dict)  # metric -> class -> bootstrap Interval
 
     def rows(self, run: str, ckpt_sha256: str | None = None, iteration: int | None = None) -> list[Row]:
         """One row per (metric, class), built by :func:`make_row`, the only row builder."""
@@ -90,7 +105,8 @@ class ProtocolResult:
                                      n_real=self.n_real.get(cls, self.n_real.get(MEAN)),
                                      n_fake=self.n_fake.get(cls, self.n_fake.get(MEAN)),
                                      extractor=self.extractor, ckpt_sha256=ckpt_sha256, iteration=iteration,
-                                     options=self.options))
+                                     options=self.options, feature_dim=self.feature_dim,
+                                     interval=self.intervals.get(metric, {}).get(cls)))
         return rows
 
     def summary(self) -> dict:
@@ -110,6 +126,20 @@ class ProtocolResult:
         out["n_fake"] = self.n_fake.get(MEAN)
         out["extractor"] = self.extractor
         out["dataset"] = self.dataset
+        out.update(self.interval_summary())
+        return out
+
+    def interval_summary(self) -> dict:
+        """``feature_dim`` and, with a bootstrap, ``ci`` (metric -> [low, high] of the aggregate), ``ci_level``
+        and ``bootstrap`` (B): constant keys for a given kind of result."""
+        out: dict = {}
+        if self.feature_dim is not None:
+            out["feature_dim"] = self.feature_dim
+        means = {m: per[MEAN] for m, per in self.intervals.items() if MEAN in per}
+        if means:
+            first = next(iter(means.values()))
+            out["ci"] = {m: [iv.low, iv.high] for m, iv in means.items()}
+            out["ci_level"], out["bootstrap"] = first.level, first.resamples
         return out
 
 
@@ -223,4 +253,35 @@ def _parse_row(line: str, where: str) -> dict:
     iteration = row.get("iteration")
     if iteration is not None and (isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0):
         raise UnitEvalError(f"{where}: iteration must be a non-negative integer or null, got {iteration!r}")
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if (low is None) != (high is None):
+        raise UnitEvalError(f"{where}: ci_low and ci_high must both be numbers or both null")
+    if low is not None:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)) \
+                or low > high:
+            raise UnitEvalError(f"{where}: ci_low and ci_high must be finite numbers with ci_low <= ci_high, "
+                                f"got {low!r}, {high!r}")
     return row
+
+
+def undersampled(rows: Iterable[Mapping]) -> str | None:
+    """One sentence when any FID row's real or fake set has fewer samples than its features have dimensions (the
+    value is exact, but biased: a covariance of rank below D; KID's estimator is unbiased, D&C is no Gaussian),
+    else None."""
+    worst: dict[str, tuple[int, int]] = {}
+    for r in rows:
+        dim = r.get("feature_dim")
+        if r.get("metric") not in GAUSSIAN_METRICS:
+            continue
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            continue
+        counts = [n for n in (r.get("n_real"), r.get("n_fake")) if isinstance(n, int) and not isinstance(n, bool)]
+        if counts and min(counts) < dim:
+            metric = str(r.get("metric"))
+            if metric not in worst or min(counts) < worst[metric][0]:
+                worst[metric] = (min(counts), dim)
+    if not worst:
+        return None
+    parts = ", ".join(f"{m} (down to {n} samples in {d} dimensions)" for m, (n, d) in sorted(worst.items()))
+    return (f"fewer samples than feature dimensions for {parts}: the values are exact but biased (FID grows as "
+            "sets shrink); compare only numbers computed with the same sample counts, or use KID")

@@ -77,14 +77,19 @@ class Leaderboard:
     show_dataset: bool
     show_protocol: bool
     show_class: bool
+    ci_half: pd.DataFrame | None = None
+    spread: str = "std"  # what follows "±": "std" over seeds, or "ci": the bootstrap interval's half-width
 
     def cell(self, run: str, col: Column) -> tuple[float | None, float | None, int]:
+        """(mean, spread, seeds): the spread is the std over seeds, or with ``spread="ci"`` the half-width of the
+        rows' bootstrap intervals (their mean over seeds)."""
         key = (col.dataset, col.protocol, col.metric, col.cls)
         mean = self.mean.at[run, key]
         if pd.isna(mean):
             return None, None, 0
-        std = self.std.at[run, key]
-        return float(mean), (None if pd.isna(std) else float(std)), int(self.n.at[run, key])
+        frame = self.ci_half if self.spread == "ci" else self.std
+        spread = frame.at[run, key]
+        return float(mean), (None if pd.isna(spread) else float(spread)), int(self.n.at[run, key])
 
 
 def _split_names(values: Iterable[str] | None) -> list[str]:
@@ -130,8 +135,9 @@ def build_table(
         if unknown:
             raise UnitEvalError(f"metric {unknown[0]!r} not in the results (have: {', '.join(have)})")
         stats = stats[stats["metric"].isin(metrics)]
-    else:
-        metrics = list(dict.fromkeys(stats["metric"]))
+    else:  # every metric but spreads of others (KID's std over subsets), unless asked for by name
+        metrics = [m for m in dict.fromkeys(stats["metric"]) if not metric_info(m).spread]
+        stats = stats[stats["metric"].isin(metrics)]
     protocols = protocols or list(dict.fromkeys(stats["protocol"]))
     datasets = list(dict.fromkeys(stats["dataset"]))
 
@@ -160,6 +166,7 @@ def build_table(
         mean=frame("mean"),
         std=frame("std"),
         n=frame("n"),
+        ci_half=frame("ci_half"),
         show_dataset=len(datasets) > 1,
         # the protocol is named only where it tells columns apart: a metric of one dataset under two protocols
         show_protocol=len({(c.dataset, c.metric, c.cls) for c in cells}) < len({(c.dataset, c.protocol, c.metric, c.cls) for c in cells}),
@@ -222,7 +229,8 @@ def _texts(board: Leaderboard, col: Column, decimals, metric_decimals, show_std:
     places = decimals_for(col.metric, decimals, metric_decimals)
     stats = [board.cell(run, col) for run in board.runs]
     texts = [(None if mean is None else format_number(mean, places),
-              format_number(std, places) if show_std and std is not None and n > 1 else None) for mean, std, n in stats]
+              format_number(std, places) if show_std and std is not None and (n > 1 or board.spread == "ci") else None)
+             for mean, std, n in stats]
     return texts, [s[0] for s in stats], places
 
 

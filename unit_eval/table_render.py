@@ -109,7 +109,7 @@ def render_csv(
     with_std = [any(row[i].std is not None for row in cells) for i in range(len(board.columns))]
     header = ["run"]
     for name, has_std in zip(names, with_std):
-        header += [name, f"{name}_std"] if has_std else [name]
+        header += [name, f"{name}_{'ci_half' if board.spread == 'ci' else 'std'}"] if has_std else [name]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

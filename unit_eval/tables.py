@@ -27,6 +27,7 @@ def make_table(
     metric_decimals: Mapping[str, int] | None = None,
     second: bool = False,
     show_std: bool = True,
+    spread: str = "std",
     caption: str | None = None,
     label: str | None = None,
     dc_cell: bool = False,
@@ -39,7 +40,8 @@ def make_table(
 
     Rows from several training iterations are reduced by ``select`` (:mod:`unit_eval.selection`: ``last`` by
     default, ``best``, ``best5``, ``iter=N``; ``select_by`` = ``[PROTOCOL:]METRIC``); the chosen iterations are
-    named under the LaTeX and Markdown tables, and ``on_note(text)`` hears what a reader should know."""
+    named under the LaTeX and Markdown tables, and ``on_note(text)`` hears what a reader should know. ``spread``:
+    what "±" shows: ``std`` over seeds, or ``ci``, the half-width of the rows' ``--bootstrap`` intervals."""
     if fmt not in FORMATS:
         raise UnitEvalError(f"unknown table format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt != "latex" and (caption is not None or label is not None):
@@ -51,7 +53,10 @@ def make_table(
         if on_note is not None:
             on_note(note)
     footnote = selected.footnote()
+    if spread not in ("std", "ci"):
+        raise UnitEvalError(f"spread must be 'std' (over seeds) or 'ci' (bootstrap half-width), got {spread!r}")
     board = build_table(selected.rows, metrics=metrics, protocols=protocols, classes=classes, dc_cell=dc_cell)
+    board.spread = spread
     style = dict(decimals=decimals, metric_decimals=metric_decimals, show_std=show_std)
     if fmt == "latex":
         return render_latex(board, second=second, caption=caption, label=label, footnote=footnote, **style)

@@ -78,3 +78,41 @@ def writable_out(ctx, param, value):
 
         check_writable(value, param.opts[0])
     return value
+
+
+def bootstrap_options(fn):
+    """``--bootstrap B``, ``--bootstrap-real``, ``--ci-level`` (FID, mFID, KID, D&C and evaluate)."""
+    fn = click.option("--ci-level", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.95,
+                      show_default=True, help="Confidence level of the --bootstrap interval.")(fn)
+    fn = click.option("--bootstrap-real", is_flag=True,
+                      help="Resample the real set too (FID, KID; slower). D&C keeps the real k-NN balls fixed.")(fn)
+    fn = click.option("--bootstrap", "bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+                      help="Resample the fake features B times (seeded) and report a percentile interval beside each "
+                           "FID/KID/D&C value (rows gain ci_low, ci_high, bootstrap).")(fn)
+    return fn
+
+
+def bootstrap_plan(bootstrap: int, bootstrap_real: bool, ci_level: float):
+    from ..errors import UnitEvalError
+    from ..evaluation.intervals import BootstrapPlan
+
+    if bootstrap_real and not bootstrap:
+        raise UnitEvalError("--bootstrap-real needs --bootstrap B (the number of resamples)")
+    return BootstrapPlan(bootstrap, bootstrap_real, ci_level)
+
+
+def note_sample_size(rows) -> None:
+    """Say once on stderr when an FID was computed from fewer samples than feature dimensions."""
+    from ..results import undersampled
+
+    message = undersampled(rows)
+    if message:
+        info(f"note: {message}")
+
+
+def interval_text(summary: dict, metric: str) -> str:
+    """`` [95% CI low, high; B resamples]`` after a value when the summary holds its interval, else ''."""
+    ci = summary.get("ci", {}).get(metric)
+    if not ci:
+        return ""
+    return f" [{summary['ci_level']:.0%} CI {ci[0]:.4f}, {ci[1]:.4f}; {summary['bootstrap']} resamples]"

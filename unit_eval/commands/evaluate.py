@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from .common import emit, info, json_option, official_tunit, official_tunit_options, precision_option, writable_out
+from .common import (bootstrap_options, bootstrap_plan, emit, info, json_option, note_sample_size, official_tunit,
+                     official_tunit_options, precision_option, writable_out)
 
 
 @click.command("evaluate")
@@ -31,9 +32,11 @@ from .common import emit, info, json_option, official_tunit, official_tunit_opti
                    "(by default the protocol's target is looked up by name).")
 @official_tunit_options
 @precision_option
+@bootstrap_options
 @json_option
 def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, run_name, seeds, device, batch_size, no_cache,
-                     save_images, target_domain, img_size, output_k, sty_dim, precision, as_json):
+                     save_images, target_domain, img_size, output_k, sty_dim, precision, bootstrap, bootstrap_real,
+                     ci_level, as_json):
     """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed).
 
     Under torchrun, generation and feature extraction of the FID and D&C protocols are sharded over the ranks;
@@ -41,12 +44,15 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
     from ..evaluation import evaluate
     from ..sharding import is_main
 
+    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
     results, rows = evaluate(list(protocols), ckpt=ckpt, model_spec=model_spec, fake=fake, data=data, data_root=data_root,
                              seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache,
                              out=out, save=False, run_name=run_name, save_images=save_images, precision=precision, progress=is_main(),
-                             target_domain=target_domain, official_tunit=official_tunit(img_size, output_k, sty_dim))
+                             target_domain=target_domain, official_tunit=official_tunit(img_size, output_k, sty_dim),
+                             bootstrap=plan)
     if not is_main():
         return
+    note_sample_size(rows)
     payload = {"run": rows[0]["run"] if rows else run_name, "out": out, "results": [r.summary() for r in results], "rows": rows}
     emit(payload, as_json, "\n".join(_text(r) for r in results))
     if out:
@@ -74,7 +80,8 @@ def _text(result) -> str:
         mean = per.get(MEAN)
         classes = {c: v for c, v in per.items() if c != MEAN}
         if mean is not None:
-            head.append(f"  {metric} {mean:.4f}")
+            ci = result.intervals.get(metric, {}).get(MEAN)
+            head.append(f"  {metric} {mean:.4f}" + (f" [{ci.level:.0%} CI {ci.low:.4f}, {ci.high:.4f}]" if ci else ""))
         if classes:
             head.append("  " + ", ".join(f"{metric}[{c}] {v:.4f}" for c, v in classes.items()))
     return "\n".join(head)

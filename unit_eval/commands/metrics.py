@@ -1,10 +1,11 @@
-"""CLI commands over image folders and files: fid, mfid, dc, lpips, diversity, cluster-acc, ioi, pixacc."""
+"""CLI commands over image folders and files: fid, kid, mfid, dc, lpips, diversity, cluster-acc, ioi, pixacc."""
 from __future__ import annotations
 
 import click
 
 from ..errors import UnitEvalError
-from .common import emit, json_option, official_tunit, official_tunit_options, precision_option, writable_out
+from .common import (bootstrap_options, bootstrap_plan, emit, interval_text, json_option, note_sample_size,
+                     official_tunit, official_tunit_options, precision_option, writable_out)
 
 
 
@@ -53,6 +54,7 @@ def _finish(result, out, run_name, fake, as_json, text) -> None:
 
     if not _is_main():
         return
+    note_sample_size(result.rows("-"))
     emit(summary(result), as_json, text(summary(result)))
     if out:
         from .evaluate import save_rows
@@ -64,15 +66,40 @@ def _finish(result, out, run_name, fake, as_json, text) -> None:
 @click.argument("real", type=click.Path())
 @click.argument("fake", type=click.Path())
 @extractor_options
+@bootstrap_options
 @results_options
 @json_option
-def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
+def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
+                bootstrap_real, ci_level, out, run_name, as_json):
     """FID between the images in REAL and FAKE (recursive folders), TF-Inception pool3."""
     from ..folders import folder_fid
 
+    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
     extractor = _extractor(device, batch_size, workers, precision)
-    result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache))
-    _finish(result, out, run_name, fake, as_json, lambda r: f"FID {r['fid']:.4f} ({r['n_real']} real, {r['n_fake']} fake)")
+    result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
+    _finish(result, out, run_name, fake, as_json,
+            lambda r: f"FID {r['fid']:.4f}{interval_text(r, 'fid')} ({r['n_real']} real, {r['n_fake']} fake)")
+
+
+@click.command("kid")
+@click.argument("real", type=click.Path())
+@click.argument("fake", type=click.Path())
+@extractor_options
+@bootstrap_options
+@results_options
+@json_option
+def kid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
+                bootstrap_real, ci_level, out, run_name, as_json):
+    """KID between the images in REAL and FAKE (torch-fidelity's estimator: 100 subsets of min(1000, set sizes),
+    polynomial kernel; mean and std over subsets), TF-Inception pool3."""
+    from ..folders import folder_kid
+
+    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
+    extractor = _extractor(device, batch_size, workers, precision)
+    result = folder_kid(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
+    _finish(result, out, run_name, fake, as_json,
+            lambda r: f"KID {r['kid']:.6f} ± {r['kid_std']:.6f}{interval_text(r, 'kid')} "
+                      f"({r['n_real']} real, {r['n_fake']} fake)")
 
 
 @click.command("mfid")
@@ -87,11 +114,14 @@ def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Protocol seed (default: the protocol's).")
 @official_tunit_options
 @extractor_options
+@bootstrap_options
 @results_options
 @json_option
 def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, img_size, output_k, sty_dim, size,
-                 resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
+                 resize_filter, batch_size, device, workers, no_cache, precision, bootstrap, bootstrap_real, ci_level,
+                 out, run_name, as_json):
     """Class-wise mean FID: --real/--fake class folders, or --ckpt run.pt (or --model) with --data."""
+    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
     if ckpt or model_spec:
         if not (data or real):
             raise UnitEvalError("--ckpt/--model needs --data DATASET (or --real with class folders)")
@@ -104,8 +134,9 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
         results, rows = evaluate([protocol], ckpt=ckpt, model_spec=model_spec, data=data or real, data_root=data_root,
                                  seeds=[seed], device=device, batch_size=batch_size, no_cache=no_cache,
                                  out=out, save=False, run_name=run_name, precision=precision, progress=_is_main(),
-                                 official_tunit=official_tunit(img_size, output_k, sty_dim))
+                                 official_tunit=official_tunit(img_size, output_k, sty_dim), bootstrap=plan)
         if _is_main():
+            note_sample_size(rows)
             emit(protocol_summary(results, rows, run_name), as_json, _mfid_text(results[0].summary()))
             if out:
                 save_rows(out, rows, "results")
@@ -115,12 +146,13 @@ def mfid_command(real, fake, ckpt, model_spec, data, data_root, protocol, seed, 
     from ..folders import folder_mfid
 
     extractor = _extractor(device, batch_size, workers, precision)
-    result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache))
+    result = folder_mfid(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
     _finish(result, out, run_name, fake, as_json, _mfid_text)
 
 
 def _mfid_text(result):
-    lines = [f"mFID {result['mfid']:.4f}"] + [f"  {c}: {v:.4f}" for c, v in result["per_class"].items()]
+    lines = [f"mFID {result['mfid']:.4f}{interval_text(result, 'mfid')}"] + \
+        [f"  {c}: {v:.4f}" for c, v in result["per_class"].items()]
     return "\n".join(lines)
 
 
@@ -135,16 +167,22 @@ def _name(path):
 @click.argument("fake", type=click.Path())
 @click.option("--k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Nearest neighbour k (the D&C paper's k=5).")
 @extractor_options
+@bootstrap_options
 @results_options
 @json_option
-def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, no_cache, precision, out, run_name, as_json):
+def dc_command(real, fake, k, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
+               bootstrap_real, ci_level, out, run_name, as_json):
     """Density, coverage, precision and recall of FAKE against REAL (prdc semantics)."""
     from ..folders import folder_prdc
 
+    plan = bootstrap_plan(bootstrap, False, ci_level)
+    if bootstrap_real:
+        raise UnitEvalError("--bootstrap-real does not apply to dc: the real set's k-NN balls are the reference")
     extractor = _extractor(device, batch_size, workers, precision)
-    result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache))
+    result = folder_prdc(real, fake, extractor, k, size, resize_filter, _cache(no_cache), plan)
     _finish(result, out, run_name, fake, as_json,
-            lambda r: " ".join(f"{m} {r[m]:.4f}" for m in ("density", "coverage", "precision", "recall")))
+            lambda r: " ".join(f"{m} {r[m]:.4f}{interval_text(r, m)}" for m in ("density", "coverage", "precision",
+                                                                                  "recall")))
 
 
 def lpips_options(fn):

@@ -46,11 +46,13 @@ def _parse_decimals(values: tuple[str, ...]) -> tuple[int | None, dict[str, int]
               help="TUNIT Table 1's combined 'density / coverage' cell (D&C), bold by coverage (latex, markdown).")
 @click.option("--second", is_flag=True, help="Underline the second best of each column (latex, markdown).")
 @click.option("--no-std", is_flag=True, help="Show only the mean over seeds.")
+@click.option("--ci", "show_ci", is_flag=True,
+              help="After ±, the half-width of each value's --bootstrap interval instead of the std over seeds.")
 @select_options("to show [default: last]; the iterations are named under the table")
 @click.option("--caption", help="LaTeX caption (escaped; wraps the tabular in a table environment).")
 @click.option("--label", help="LaTeX label, e.g. tab:main (wraps the tabular in a table environment).")
 @click.option("--out", type=click.Path(dir_okay=False), callback=writable_out, help="Write the table to this file instead of stdout.")
-def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, select, select_by, caption,
+def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, second, no_std, show_ci, select, select_by, caption,
                   label, out):
     """Leaderboard table from result files: one row per run, one column per metric.
 
@@ -81,6 +83,7 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
         metric_decimals=per_metric,
         second=second,
         show_std=not no_std,
+        spread="ci" if show_ci else "std",
         caption=caption,
         label=label,
         dc_cell=dc_cell,
@@ -103,10 +106,14 @@ def table_command(results, fmt, metrics, protocols, classes, decimals, dc_cell, 
 @click.option("--tol", "tols", multiple=True, metavar="METRIC=ATOL[,RTOL]",
               help="Per-metric tolerance (repeatable); without RTOL, --rtol applies.")
 @select_options("to compare, on both sides [default: last]")
+@click.option("--significance", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Flag a regression only when the change is also beyond the resampling noise at this level (two-sided "
+                   "p-value): across seeds when both sides hold two or more, else from the rows' --bootstrap intervals; "
+                   "entries with neither are judged by the tolerance alone, and the output says which test each used.")
 @click.option("--update", is_flag=True, help="Write RESULTS as the new baseline (atomically) and exit 0.")
 @json_option
 @click.pass_context
-def check_command(ctx, results, baseline, rtol, atol, tols, select, select_by, update, as_json):
+def check_command(ctx, results, baseline, rtol, atol, tols, select, select_by, significance, update, as_json):
     """Compare RESULTS with a baseline; exit 3 on a regression, 0 otherwise.
 
     Each (protocol, metric, class) present in the baseline is compared by its mean over seeds. A
@@ -126,7 +133,7 @@ def check_command(ctx, results, baseline, rtol, atol, tols, select, select_by, u
     if Path(baseline).exists():
         try:
             comparison = compare(new_rows, read_rows(baseline), rtol=rtol, atol=atol, tolerances=tolerances,
-                                 select=select, select_by=select_by)
+                                 select=select, select_by=select_by, significance=significance)
         except UnitEvalError as exc:
             if not update:
                 raise

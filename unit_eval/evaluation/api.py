@@ -15,6 +15,7 @@ from .. import sharding
 from ..errors import UnitEvalError
 from ..protocol_specs import ProtocolSpec, load_protocol
 from ..results import ProtocolResult
+from .intervals import NONE, BootstrapPlan
 from .realsets import RealSets
 from .runner import Networks, ProtocolRunner, Settings
 
@@ -115,7 +116,7 @@ class Session:
 
 def make_settings(*, device: str | torch.device = "auto", batch_size: int = 32, no_cache: bool = False,
                   save_images: str | None = None, progress: bool = True, precision: str = "fp32",
-                  target_domain: int | None = None) -> Settings:
+                  target_domain: int | None = None, bootstrap: BootstrapPlan = NONE) -> Settings:
     """Settings on this process's device (``cuda:LOCAL_RANK`` under torchrun), the numerics checked for it."""
     from ..device import check_precision, resolve_device
     from ..features import FeatureCache
@@ -124,7 +125,7 @@ def make_settings(*, device: str | torch.device = "auto", batch_size: int = 32, 
     check_precision(precision, dev)
     return Settings(device=dev, batch_size=batch_size, cache=None if no_cache else FeatureCache(),
                     save_images=Path(save_images) if save_images else None, progress=progress, precision=precision,
-                    target_domain=target_domain)
+                    target_domain=target_domain, bootstrap=bootstrap)
 
 
 def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: str | None = None,
@@ -132,7 +133,8 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
              device: str = "auto", batch_size: int = 32, no_cache: bool = False, out: str | None = None,
              run_name: str | None = None, save_images: str | None = None, progress: bool = True,
              precision: str = "fp32", target_domain: int | None = None, official_tunit: dict | None = None,
-             save: bool = True, extractor_factory=None, lpips_factory=None) -> tuple[list[ProtocolResult], list[dict]]:
+             save: bool = True, extractor_factory=None, lpips_factory=None,
+             bootstrap: BootstrapPlan = NONE) -> tuple[list[ProtocolResult], list[dict]]:
     """Evaluate every protocol for every seed; append the rows to ``out`` (JSONL) when given, all at once after
     the last evaluation (a failure appends nothing and says which evaluations it had finished). ``out`` is
     checked before any work; ``save=False`` leaves the appending to the caller (the CLI prints first).
@@ -148,7 +150,8 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
     if not protocols:
         raise UnitEvalError("give at least one --protocol (see 'unit-eval protocols')")
     settings = make_settings(device=device, batch_size=batch_size, no_cache=no_cache, save_images=save_images,
-                             progress=progress, precision=precision, target_domain=target_domain)
+                             progress=progress, precision=precision, target_domain=target_domain,
+                             bootstrap=bootstrap)
     specs = [load_protocol(p) for p in protocols]  # a bad protocol name is said before a model is loaded
     model, evaluated = (None, {"kind": "fake-folder", "folder": Path(fake).resolve().name}) if fake else \
         load_model(ckpt, model_spec, settings.device, official_tunit)[:2]

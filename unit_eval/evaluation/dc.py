@@ -9,6 +9,7 @@ from ..protocol_specs import DensityCoverage
 from ..results import MEAN, ProtocolResult
 from ..stagetimes import stage
 from .batches import ImageCache
+from .intervals import prdc_intervals
 from .runner import image_size_of
 from .sampling import sample_pairs_uniform
 
@@ -35,5 +36,8 @@ def density_coverage(runner, spec: DensityCoverage, seed: int) -> ProtocolResult
     with stage("statistics"):
         scores = compute_prdc(real, fake, k=spec.k, device=getattr(extractor, "device", "cpu"))
     values = {m: {MEAN: scores[m]} for m in ("density", "coverage", "precision", "recall")}
+    plan = runner.settings.bootstrap
+    intervals = prdc_intervals(plan, seed, real, fake, spec.k, scores) if plan else {}
     return ProtocolResult(spec.name, seed, values, {MEAN: len(real)}, {MEAN: len(fake)}, extractor.describe(),
-                          runner.options(spec, size, **extra))
+                          runner.options(spec, size, **extra, **plan.options()), feature_dim=real.shape[1],
+                          intervals=intervals)

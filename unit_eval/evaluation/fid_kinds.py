@@ -40,7 +40,9 @@ def planned_class_fid(runner, spec, seed: int, make_plan) -> ProtocolResult:
         fake = {c: runner.fake_features(plan[c], images, spec, extractor, f"fake {c}") for c in classes}
         extra = {"fakes_per_class": {c: len(plan[c]) for c in classes}}
     real = {c: runner.real.gaussian(train[c], extractor, size, spec.resize_filter, f"real {c}") for c in classes}
-    return runner.fid_result(spec, seed, real, fake, extractor, runner.options(spec, size, **extra))
+    real_features = lambda: {c: runner.real.features(train[c], extractor, size, spec.resize_filter,  # noqa: E731
+                                                     f"real {c}") for c in classes}
+    return runner.fid_result(spec, seed, real, fake, extractor, runner.options(spec, size, **extra), real_features)
 
 
 def _legacy_branch(runner, spec: LegacyTunitMFID) -> str:
@@ -70,4 +72,6 @@ def legacy_mfid(runner, spec: LegacyTunitMFID, seed: int) -> ProtocolResult:
     options = runner.options(spec, size, branch=branch, target_count=plan.target_count, multiples=plan.multiples,
                              num_each=plan.num_each,
                              fakes_from="folder (uint8 files)" if runner.fake_dir else "model (float outputs)")
-    return runner.fid_result(spec, seed, real, fake, extractor, options)
+    real_features = lambda: {c: runner.real.features(real_paths[c], extractor, size, spec.resize_filter,  # noqa: E731
+                                                     f"real {c}", flips[c]) for c in classes}
+    return runner.fid_result(spec, seed, real, fake, extractor, options, real_features)

@@ -30,6 +30,7 @@ from ..protocol_specs import PACKAGE, ProtocolSpec, load_protocol
 from ..results import MEAN, ProtocolResult
 from ..stagetimes import stage
 from .batches import ImageCache, model_batches
+from .intervals import NONE, BootstrapPlan
 from .realsets import RealSets
 from .sampling import Job
 
@@ -43,6 +44,7 @@ class Settings:
     progress: bool = True
     precision: str = "fp32"  # Inception numerics; tf32/bf16 are opt-in fast modes named in every row
     target_domain: int | None = None  # pixel accuracy: explicit index for a model without domain_names
+    bootstrap: BootstrapPlan = NONE  # --bootstrap: percentile intervals of FID-type metrics
 
 
 @dataclass
@@ -228,9 +230,13 @@ class ProtocolRunner:
         batches = (out if legacy else float_to_uint8(out) for _, _, out in self.translate(jobs, images, spec, desc))
         return extractor.stream(batches, total=len(jobs), desc=f"{desc} features")
 
-    def fid_result(self, spec, seed, real: dict, fake: dict[str, np.ndarray], extractor, options) -> ProtocolResult:
-        """Class-wise FID (``fid.class_wise_fid``) of fake features against the real sets' Gaussians."""
+    def fid_result(self, spec, seed, real: dict, fake: dict[str, np.ndarray], extractor, options,
+                   real_features: Callable[[], dict] | None = None) -> ProtocolResult:
+        """Class-wise FID (``fid.class_wise_fid``) of fake features against the real sets' Gaussians; with the
+        spec's ``kid`` also class-wise KID (``mkid``), and with ``--bootstrap`` intervals for both.
+        ``real_features()``: class -> real features (KID and ``--bootstrap-real`` need them, not the Gaussians)."""
         from ..metrics.fid import class_wise_fid
+        from .intervals import class_fid_intervals, class_kid, kid_options
 
         for c, f in fake.items():
             if len(f) < 2:
@@ -241,8 +247,20 @@ class ProtocolRunner:
         n_fake = {c: len(f) for c, f in fake.items()}
         n_real[MEAN], n_fake[MEAN] = sum(n_real.values()), sum(n_fake.values())
         ordered = {c: per_class[c] for c in real}  # dataset order in rows
-        return ProtocolResult(spec.name, seed, {"mfid": {MEAN: mean}, "fid": ordered}, n_real, n_fake,
-                              extractor.describe(), options)
+        values = {"mfid": {MEAN: mean}, "fid": ordered}
+        plan = self.settings.bootstrap
+        with_kid = getattr(spec, "kid", False)
+        reals = real_features() if (with_kid or plan.real) and real_features is not None else None
+        intervals = class_fid_intervals(plan, seed, real, fake, reals, per_class) if plan else {}
+        extra = dict(plan.options())
+        if with_kid:
+            kids = class_kid(plan, seed, reals, fake)
+            values.update(kids.values)
+            intervals.update(kids.intervals)
+            extra.update(kid_options(kids.subset_size))
+        dim = next(iter(real.values())).dim
+        return ProtocolResult(spec.name, seed, values, n_real, n_fake, extractor.describe(), {**options, **extra},
+                              feature_dim=dim, intervals=intervals)
 
     def fake_folder_classes(self, classes: list[str]) -> tuple[dict[str, list[Path]], int]:
         fakes = list_class_folders(self.fake_dir)

@@ -11,6 +11,7 @@ class MetricInfo:
     label: str  # column header in tables
     description: str
     decimals: int = 2  # places tables print by default, as the papers print this metric
+    spread: bool = False  # the spread of another metric's estimate, not a score: tables and checks skip it by default
 
 
 # Decimals as the seed papers print them: TUNIT Table 1 (mFID 74.0, D&C 0.749 / 0.671, Acc. 1.000), TUNIT
@@ -22,6 +23,14 @@ METRICS: dict[str, MetricInfo] = {
     for m in [
         MetricInfo("fid", False, "FID", "Frechet Inception distance (TF-Inception pool3)", 1),
         MetricInfo("mfid", False, "mFID", "mean of class-wise FIDs", 1),
+        MetricInfo("kid", False, "KID", "kernel Inception distance (unbiased MMD^2, polynomial kernel, subset mean)", 4),
+        MetricInfo("kid_std", False, "KID std", "standard deviation of KID over its subsets (torch-fidelity's)", 4,
+                   spread=True),
+        MetricInfo("mkid", False, "mKID", "mean of class-wise KIDs", 4),
+        MetricInfo("fd_dinov2", False, "FD DINOv2", "Frechet distance on DINOv2 ViT-L/14 features (EDM2, dgm-eval)", 1),
+        MetricInfo("fd_dinov2_vitb14", False, "FD DINOv2-B", "Frechet distance on DINOv2 ViT-B/14 features", 1),
+        MetricInfo("fd_clip", False, "FD CLIP", "Frechet distance on CLIP ViT-L/14@336px embeddings", 2),
+        MetricInfo("cmmd", False, "CMMD", "RBF-kernel MMD on CLIP ViT-L/14@336px embeddings (sigma 10, x1000)", 3),
         MetricInfo("density", True, "Density", "prdc density (k-NN balls of real features)", 3),
         MetricInfo("coverage", True, "Coverage", "prdc coverage", 3),
         MetricInfo("precision", True, "Precision", "improved precision (k-NN manifold)", 3),

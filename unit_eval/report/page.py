@@ -10,7 +10,7 @@ from typing import Iterable, Mapping, Sequence
 from .. import __version__
 from ..cache import atomic_write_text
 from ..errors import UnitEvalError
-from ..results import check_writable
+from ..results import check_writable, undersampled
 from ..selection import select_rows
 from ..tables import build_table
 from .figures import Figure, curve_figures, fid_bar_figures, grid_figures
@@ -118,6 +118,10 @@ def render_report(
     body.append('<p class="footnote">Bold: the best value of each column as displayed (all ties), as '
                 '<code>unit-eval table</code> prints it; several seeds are shown as mean ± sample std.'
                 + (f" {esc(footnote)}" if footnote else "") + "</p>")
+    dims = undersampled(selected.rows)
+    if dims:
+        body.append(f'<div class="warn" id="sample-size"><strong>Fewer samples than feature dimensions.</strong> '
+                    f"{esc(dims[0].upper() + dims[1:])}.</div>")
     small = small_sample_cells(cells)
     if small:
         body.append(f'<div class="warn"><strong>Small samples.</strong> FID from fewer than {SMALL_N} images per set is '
