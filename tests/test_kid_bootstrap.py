@@ -197,3 +197,48 @@ def test_significance_without_noise_information_falls_back_to_tolerance():
     assert "tolerance alone" in __import__("unit_eval.check", fromlist=["summary"]).summary(result)
     with pytest.raises(UnitEvalError, match="significance"):
         compare(_rows("a", [1.0]), _rows("a", [1.0]), significance=1.5)
+
+
+def test_table_shows_the_interval_half_width_with_ci():
+    from unit_eval.tables import make_table
+
+    rows = [make_row(run="A", protocol="p", metric="fid", value=40.0, seed=0, dataset="d",
+                     interval=bs.Interval(37.0, 45.0, 0.95, 100, 2.0)),
+            make_row(run="A", protocol="p", metric="kid_std", value=0.001, seed=0, dataset="d"),
+            make_row(run="B", protocol="p", metric="fid", value=50.0, seed=0, dataset="d")]
+    with_ci = make_table(rows, "markdown", spread="ci")
+    assert "40.0 ± 4.0" in with_ci and "50.0 ±" not in with_ci  # B has no interval
+    assert "±" not in make_table(rows, "markdown")  # one seed, no interval shown: no std
+    assert "KID std" not in with_ci  # a spread of KID, not a column of its own unless asked
+    assert "KID std" in make_table(rows, "markdown", metrics=["fid", "kid_std"])
+    assert "40.0 $\\pm$ 4.0" in make_table(rows, "latex", spread="ci")
+    with pytest.raises(UnitEvalError, match="spread"):
+        make_table(rows, "markdown", spread="iqr")
+
+
+def test_report_warns_when_an_fid_has_fewer_samples_than_dimensions():
+    from unit_eval.report import render_report
+
+    rows = [make_row(run="A", protocol="p", metric="fid", value=40.0, seed=0, dataset="d", n_real=500, n_fake=90,
+                     feature_dim=2048)]
+    page = render_report(rows)
+    assert "Fewer samples than feature dimensions" in page and "90 samples in 2048 dimensions" in page
+    rows[0]["n_fake"] = 5000
+    rows[0]["n_real"] = 5000
+    assert "Fewer samples than feature dimensions" not in render_report(rows)
+
+
+def test_read_rows_checks_intervals(tmp_path):
+    import json
+
+    from unit_eval.results import read_rows
+
+    good = make_row(run="A", protocol="p", metric="fid", value=1.0, interval=bs.Interval(0.5, 1.5, 0.95, 10, 0.2))
+    for change, message in [({"ci_low": 2.0}, "ci_low <= ci_high"), ({"ci_high": None}, "both"),
+                            ({"ci_low": "x"}, "finite")]:
+        path = tmp_path / "r.jsonl"
+        path.write_text(json.dumps({**good, **change}) + "\n")
+        with pytest.raises(UnitEvalError, match=message):
+            read_rows(path)
+    path.write_text(json.dumps(good) + "\n")
+    assert read_rows(path)[0]["ci_low"] == 0.5

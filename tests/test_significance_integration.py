@@ -130,3 +130,21 @@ def test_check_with_significance_on_digits(tmp_path, extractor):
     failed = {(r["metric"], r["class"]) for r in out["regressions"]}
     assert ("mfid", "mean") in failed
     assert next(r for r in out["regressions"] if r["metric"] == "mfid" and r["class"] == "mean")["noise"] == "bootstrap"
+
+
+def test_cli_kid_bootstrap_json_and_the_sample_size_note(digits_real, digits_fake, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "unit_eval.cli", "fid", str(digits_real), str(digits_fake),
+                           "--bootstrap", "50", "--device", "cpu", "--json", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)  # exactly one object
+    assert result["bootstrap"] == 50 and result["ci"]["fid"][0] < result["fid"] < result["ci"]["fid"][1]
+    assert proc.stderr.count("fewer samples than feature dimensions") == 1  # 36 and 30 images, 2048 dimensions
+    row = json.loads(out.read_text())
+    assert (row["feature_dim"], row["n_real"], row["n_fake"], row["bootstrap"]) == (2048, 36, 30, 50)
+    for args, message in [(["fid", "a", "b", "--bootstrap", "1"], "at least 2 resamples"),
+                          (["kid", "a", "b", "--bootstrap-real"], "needs --bootstrap"),
+                          (["dc", "a", "b", "--bootstrap", "5", "--bootstrap-real"], "does not apply to dc")]:
+        bad = subprocess.run([sys.executable, "-m", "unit_eval.cli", *args], capture_output=True, text=True)
+        assert bad.returncode != 0 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

@@ -62,44 +62,35 @@ def _finish(result, out, run_name, fake, as_json, text) -> None:
         save_rows(out, result.rows(run_name or _name(fake)), "result")
 
 
-@click.command("fid")
-@click.argument("real", type=click.Path())
-@click.argument("fake", type=click.Path())
-@extractor_options
-@bootstrap_options
-@results_options
-@json_option
-def fid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
+def folder_pair_command(metric_fn: str, text):
+    """A CLI command over two folders (REAL, FAKE) computing ``unit_eval.folders.<metric_fn>`` with the
+    extractor, bootstrap, results and --json options; ``text(summary)`` is the human line."""
+    def command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
                 bootstrap_real, ci_level, out, run_name, as_json):
-    """FID between the images in REAL and FAKE (recursive folders), TF-Inception pool3."""
-    from ..folders import folder_fid
+        from .. import folders
 
-    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
-    extractor = _extractor(device, batch_size, workers, precision)
-    result = folder_fid(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
-    _finish(result, out, run_name, fake, as_json,
-            lambda r: f"FID {r['fid']:.4f}{interval_text(r, 'fid')} ({r['n_real']} real, {r['n_fake']} fake)")
+        plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
+        extractor = _extractor(device, batch_size, workers, precision)
+        result = getattr(folders, metric_fn)(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
+        _finish(result, out, run_name, fake, as_json, text)
+
+    for decorate in (json_option, results_options, bootstrap_options, extractor_options,
+                     click.argument("fake", type=click.Path()), click.argument("real", type=click.Path())):
+        command = decorate(command)
+    return command
 
 
-@click.command("kid")
-@click.argument("real", type=click.Path())
-@click.argument("fake", type=click.Path())
-@extractor_options
-@bootstrap_options
-@results_options
-@json_option
-def kid_command(real, fake, size, resize_filter, batch_size, device, workers, no_cache, precision, bootstrap,
-                bootstrap_real, ci_level, out, run_name, as_json):
-    """KID between the images in REAL and FAKE (torch-fidelity's estimator: 100 subsets of min(1000, set sizes),
-    polynomial kernel; mean and std over subsets), TF-Inception pool3."""
-    from ..folders import folder_kid
+fid_command = click.command("fid", help="FID between the images in REAL and FAKE (recursive folders), TF-Inception "
+                            "pool3.")(folder_pair_command(
+    "folder_fid",
+    lambda r: f"FID {r['fid']:.4f}{interval_text(r, 'fid')} ({r['n_real']} real, {r['n_fake']} fake)"))
 
-    plan = bootstrap_plan(bootstrap, bootstrap_real, ci_level)
-    extractor = _extractor(device, batch_size, workers, precision)
-    result = folder_kid(real, fake, extractor, size, resize_filter, _cache(no_cache), plan)
-    _finish(result, out, run_name, fake, as_json,
-            lambda r: f"KID {r['kid']:.6f} ± {r['kid_std']:.6f}{interval_text(r, 'kid')} "
-                      f"({r['n_real']} real, {r['n_fake']} fake)")
+kid_command = click.command("kid", help="KID between the images in REAL and FAKE (torch-fidelity's estimator: 100 "
+                            "subsets of min(1000, set sizes), polynomial kernel; mean and std over subsets), "
+                            "TF-Inception pool3.")(folder_pair_command(
+    "folder_kid",
+    lambda r: f"KID {r['kid']:.6f} ± {r['kid_std']:.6f}{interval_text(r, 'kid')} ({r['n_real']} real, "
+              f"{r['n_fake']} fake)"))
 
 
 @click.command("mfid")
