@@ -18,7 +18,7 @@ LAYERS = [
     {"errors", "cache", "device", "distributed", "markup", "results", "images", "metrics", "stagetimes"},
     {"weights", "sharding", "features", "extractors", "checkpoint", "datasets", "protocol_specs", "translator",
      "embedded", "synth",
-     "reference_models", "demo_assets"},
+     "reference_models", "demo_assets", "classifier", "classifier_train"},
     {"evaluation", "folders", "aggregate", "selection", "tables", "table_cells", "table_render", "check", "plots", "report"},
     {"commands", "cli"},
 ]

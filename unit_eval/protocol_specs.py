@@ -258,6 +258,29 @@ class MapsPixelAccuracy(ProtocolSpec):
     paired: ClassVar[bool] = True
 
 
+@dataclass(frozen=True, kw_only=True)
+class TranslationAccuracy(ProtocolSpec):
+    """CLUIT (Sec. 4, A.2): the fraction of outputs that an oracle classifier (a ResNet-50 trained on the dataset's
+    train split; ``unit-eval train classifier``, or any ``--classifier module:factory``) assigns to the
+    reference's class. Pairs are drawn as in ``reference-class-fid`` (the same sampler and random streams: with
+    equal keys and seed, the same pairs as ``cluit-mfid``): every ``input_split`` image with
+    ``references_per_input`` references drawn without replacement from the pooled ``reference_split`` (never
+    the input itself when ``exclude_self``; references of the input's own class allowed when
+    ``same_class_references``). Outputs are quantised to uint8 (as if saved) and classified at the model's
+    resolution (the classifier resizes to its own). Rows per reference class; ``mean`` = pooled over all outputs."""
+
+    input_split: str
+    reference_split: str
+    references_per_input: int
+    exclude_self: bool
+    same_class_references: bool
+
+    fake_folder: ClassVar[bool] = True
+    metrics: ClassVar[tuple[str, ...]] = ("translation_accuracy",)
+    evaluator: ClassVar[str] = "unit_eval.evaluation.accuracy:translation_accuracy"
+    check: ClassVar[str | None] = "unit_eval.evaluation.accuracy:check"
+
+
 # The one registry of protocol kinds: TOML ``kind`` -> spec class; each class names its evaluator (see above).
 KINDS: dict[str, type[ProtocolSpec]] = {
     "class-fid": ClassFID,
@@ -268,6 +291,7 @@ KINDS: dict[str, type[ProtocolSpec]] = {
     "lpips-diversity": LpipsDiversity,
     "lpips-content": LpipsContent,
     "pixel-accuracy": MapsPixelAccuracy,
+    "translation-accuracy": TranslationAccuracy,
 }
 
 _POSITIVE = {"sources_per_class", "references_per_source", "fid_batch", "max_fake", "k", "references_per_input",

@@ -30,13 +30,16 @@ from .common import (bootstrap_options, bootstrap_plan, emit, info, json_option,
 @click.option("--target-domain", type=click.IntRange(min=0), default=None,
               help="Pixel-accuracy protocols: the model's index of the target domain, for a model without domain_names "
                    "(by default the protocol's target is looked up by name).")
+@click.option("--classifier", default=None, metavar="CLF.pt|module:factory",
+              help="Translation-accuracy protocols: the oracle classifier, a checkpoint of 'unit-eval train classifier' "
+                   "or a user's 'module:factory' (class_names, classify).")
 @official_tunit_options
 @precision_option
 @bootstrap_options
 @json_option
 def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, run_name, seeds, device, batch_size, no_cache,
-                     save_images, target_domain, img_size, output_k, sty_dim, precision, bootstrap, bootstrap_real,
-                     ci_level, as_json):
+                     save_images, target_domain, classifier, img_size, output_k, sty_dim, precision, bootstrap,
+                     bootstrap_real, ci_level, as_json):
     """Run evaluation protocols and append one result row per (run, protocol, metric, class, seed).
 
     Under torchrun, generation and feature extraction of the FID and D&C protocols are sharded over the ranks;
@@ -49,7 +52,7 @@ def evaluate_command(ckpt, model_spec, fake, protocols, data, data_root, out, ru
                              seeds=list(seeds) or [None], device=device, batch_size=batch_size, no_cache=no_cache,
                              out=out, save=False, run_name=run_name, save_images=save_images, precision=precision, progress=is_main(),
                              target_domain=target_domain, official_tunit=official_tunit(img_size, output_k, sty_dim),
-                             bootstrap=plan)
+                             bootstrap=plan, classifier=classifier)
     if not is_main():
         return
     note_sample_size(rows)

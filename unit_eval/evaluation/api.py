@@ -116,7 +116,8 @@ class Session:
 
 def make_settings(*, device: str | torch.device = "auto", batch_size: int = 32, no_cache: bool = False,
                   save_images: str | None = None, progress: bool = True, precision: str = "fp32",
-                  target_domain: int | None = None, bootstrap: BootstrapPlan = NONE) -> Settings:
+                  target_domain: int | None = None, bootstrap: BootstrapPlan = NONE,
+                  classifier: str | None = None) -> Settings:
     """Settings on this process's device (``cuda:LOCAL_RANK`` under torchrun), the numerics checked for it."""
     from ..device import check_precision, resolve_device
     from ..features import FeatureCache
@@ -125,7 +126,7 @@ def make_settings(*, device: str | torch.device = "auto", batch_size: int = 32, 
     check_precision(precision, dev)
     return Settings(device=dev, batch_size=batch_size, cache=None if no_cache else FeatureCache(),
                     save_images=Path(save_images) if save_images else None, progress=progress, precision=precision,
-                    target_domain=target_domain, bootstrap=bootstrap)
+                    target_domain=target_domain, bootstrap=bootstrap, classifier=classifier)
 
 
 def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: str | None = None,
@@ -134,11 +135,12 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
              run_name: str | None = None, save_images: str | None = None, progress: bool = True,
              precision: str = "fp32", target_domain: int | None = None, official_tunit: dict | None = None,
              save: bool = True, extractor_factory=None, lpips_factory=None,
-             bootstrap: BootstrapPlan = NONE) -> tuple[list[ProtocolResult], list[dict]]:
+             bootstrap: BootstrapPlan = NONE, classifier: str | None = None) -> tuple[list[ProtocolResult], list[dict]]:
     """Evaluate every protocol for every seed; append the rows to ``out`` (JSONL) when given, all at once after
     the last evaluation (a failure appends nothing and says which evaluations it had finished). ``out`` is
     checked before any work; ``save=False`` leaves the appending to the caller (the CLI prints first).
-    ``official_tunit``: ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``."""
+    ``official_tunit``: ``img_size``/``output_k``/``sty_dim`` of an official TUNIT ``.ckpt`` given as ``ckpt``;
+    ``classifier``: translation accuracy's oracle (a checkpoint file or ``module:factory``)."""
     from ..results import append_rows, check_writable
 
     if out:
@@ -151,7 +153,7 @@ def evaluate(protocols: Iterable[str], *, ckpt: str | None = None, model_spec: s
         raise UnitEvalError("give at least one --protocol (see 'unit-eval protocols')")
     settings = make_settings(device=device, batch_size=batch_size, no_cache=no_cache, save_images=save_images,
                              progress=progress, precision=precision, target_domain=target_domain,
-                             bootstrap=bootstrap)
+                             bootstrap=bootstrap, classifier=classifier)
     specs = [load_protocol(p) for p in protocols]  # a bad protocol name is said before a model is loaded
     model, evaluated = (None, {"kind": "fake-folder", "folder": Path(fake).resolve().name}) if fake else \
         load_model(ckpt, model_spec, settings.device, official_tunit)[:2]

@@ -45,6 +45,7 @@ class Settings:
     precision: str = "fp32"  # Inception numerics; tf32/bf16 are opt-in fast modes named in every row
     target_domain: int | None = None  # pixel accuracy: explicit index for a model without domain_names
     bootstrap: BootstrapPlan = NONE  # --bootstrap: percentile intervals of FID-type metrics
+    classifier: str | None = None  # --classifier: translation accuracy's oracle (a checkpoint file or module:factory)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Networks:
     lpips_factory: Callable[[str], torch.nn.Module] | None = None
     extractors: dict[str, object] = field(default_factory=dict)
     lpips_nets: dict[str, torch.nn.Module] = field(default_factory=dict)
+    classifiers: dict[str, object] = field(default_factory=dict)
 
     def extractor(self, preprocessing: str):
         if preprocessing not in self.extractors:
@@ -82,6 +84,18 @@ class Networks:
 
                 self.lpips_nets[net] = load_lpips(net, self.settings.device)
         return self.lpips_nets[net]
+
+    def classifier(self, protocol: str):
+        """The ``--classifier`` of translation accuracy, loaded once (a checkpoint or ``module:factory``)."""
+        spec = self.settings.classifier
+        if not spec:
+            raise UnitEvalError(f"protocol {protocol!r} needs a classifier: --classifier CLF.pt (from 'unit-eval train "
+                                "classifier --data DATASET --out CLF.pt') or --classifier module:factory")
+        if spec not in self.classifiers:
+            from ..classifier import resolve_classifier
+
+            self.classifiers[spec] = resolve_classifier(spec, self.settings.device)
+        return self.classifiers[spec]
 
 
 def protocol_file_name(file: str) -> str:

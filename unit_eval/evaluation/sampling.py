@@ -155,16 +155,20 @@ def sample_pairs_uniform(split: dict[str, list[Path]], n: int, seed: int, purpos
 
 
 def sample_reference_class(inputs: dict[str, list[Path]], references: dict[str, list[Path]], per_input: int,
-                           exclude_self: bool, seed: int) -> dict[str, list[Job]]:
+                           exclude_self: bool, seed: int, same_class: bool = True, label: str = "cluit-mfid"
+                           ) -> dict[str, list[Job]]:
     """CLUIT: each input with ``per_input`` distinct random references from the pooled reference split;
-    fakes grouped by the reference's class (every class of ``references`` gets a group, maybe empty)."""
-    check_classes(inputs, "cluit-mfid inputs")
-    check_classes(references, "cluit-mfid references")
+    fakes grouped by the reference's class (every class of ``references`` gets a group, maybe empty).
+    ``same_class=False``: references of the input's own class are not candidates (translation accuracy's
+    option); with the default the draws are exactly ``cluit-mfid``'s. ``label`` names errors."""
+    check_classes(inputs, f"{label} inputs")
+    check_classes(references, f"{label} references")
     ref_pool = pooled(references)
     plan: dict[str, list[Job]] = {c: [] for c in references}
-    for ii, (_, src) in enumerate(pooled(inputs)):
-        candidates = [i for i, (_, p) in enumerate(ref_pool) if not (exclude_self and p == src)]
-        _need(len(candidates), per_input, f"cluit-mfid: references for {src.name}")
+    for ii, (src_cls, src) in enumerate(pooled(inputs)):
+        candidates = [i for i, (c, p) in enumerate(ref_pool)
+                      if not (exclude_self and p == src) and (same_class or c != src_cls)]
+        _need(len(candidates), per_input, f"{label}: references for {src.name}")
         for ri in rng_for(seed, "cluit", "references", ii).choice(len(candidates), size=per_input, replace=False):
             cls, ref = ref_pool[candidates[int(ri)]]
             plan[cls].append(Job(src, ref, cls, f"{cls}/{len(plan[cls]):06d}_{src.stem}_{ref.stem}"))

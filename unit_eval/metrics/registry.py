@@ -43,6 +43,8 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("nmi", True, "NMI", "normalised mutual information of clusters and labels", 3),
         MetricInfo("ioi", True, "IOI", "inter- over intra-cluster variance of style-code cosine similarity", 2),
         MetricInfo("pixel_accuracy", True, "Pix. acc.", "fraction of pixels within the colour threshold", 3),
+        MetricInfo("translation_accuracy", True, "Trans. acc.",
+                   "fraction of outputs an oracle classifier assigns to the reference's class (CLUIT)", 3),
     ]
 }
 
