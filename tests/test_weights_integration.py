@@ -170,7 +170,12 @@ def test_cli_status_json(fetched):
     )
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
-    assert set(status) == {"inception", "lpips-alex", "lpips-vgg"}
+    from unit_eval.weights.catalog import FEATURE_NETS
+
+    assert set(status) == {"inception", "lpips-alex", "lpips-vgg", *FEATURE_NETS}
+    for name in FEATURE_NETS:  # user-provided only (none here): listed, not present, nothing resolved
+        entry = status.pop(name)
+        assert entry["present"] is False and entry["sha256"] is None
     for name, entry in status.items():
         assert entry["path"] == fetched[name]["path"]
         assert entry["sha256"] == fetched[name]["sha256"]
