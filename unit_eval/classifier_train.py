@@ -44,9 +44,9 @@ def evaluate_accuracy(clf, images: torch.Tensor, labels: torch.Tensor, device, b
     preds = torch.cat([predict(clf, uint8_to_float(images[i:i + batch_size]).to(device))
                        for i in range(0, len(images), batch_size)])
     correct = preds == labels
-    per_class = {c: float(correct[labels == i].float().mean()) for i, c in enumerate(clf.class_names)
+    per_class = {c: int(correct[labels == i].sum()) / int((labels == i).sum()) for i, c in enumerate(clf.class_names)
                  if (labels == i).any()}
-    return float(correct.float().mean()), per_class
+    return int(correct.sum()) / len(labels), per_class
 
 
 def train_classifier(data: str, out: str, *, data_root: str | None = None, arch: str = DEFAULT_ARCH,
@@ -59,8 +59,8 @@ def train_classifier(data: str, out: str, *, data_root: str | None = None, arch:
     from .datasets import resolve_dataset
     from .device import resolve_device
 
-    if epochs < 1 or batch_size < 1 or img_size < 8:
-        raise UnitEvalError("epochs and batch size must be positive and img_size at least 8")
+    if epochs < 1 or batch_size < 2 or img_size < 8:
+        raise UnitEvalError("epochs must be positive, the batch size at least 2 (batch norm) and img_size at least 8")
     dataset = resolve_dataset(data, data_root)
     if not hasattr(dataset, "split"):
         raise UnitEvalError(f"{data}: a classifier needs a dataset of image classes (train/test class folders)")
@@ -97,6 +97,8 @@ def train_classifier(data: str, out: str, *, data_root: str | None = None, arch:
         total = 0.0
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
+            if len(idx) < 2:  # batch norm cannot train on one image (a 1 x 1 map at small sizes)
+                continue
             x = uint8_to_float(x_train[idx])
             x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(-1), x).to(dev)
             loss = torch.nn.functional.cross_entropy(clf(x), y_train[idx].to(dev))
@@ -104,7 +106,7 @@ def train_classifier(data: str, out: str, *, data_root: str | None = None, arch:
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(x_train))
     seconds = time.perf_counter() - start
     clf.eval()

@@ -17,7 +17,7 @@ from .common import emit, info, json_option, writable_out
 @click.option("--img-size", type=click.IntRange(min=8), default=128,
               help="Training resolution; translators' outputs are resized to it when they differ.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30)
-@click.option("--batch-size", type=click.IntRange(min=1), default=64)
+@click.option("--batch-size", type=click.IntRange(min=2), default=64)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Adam learning rate [default: 1e-3 from scratch, 1e-4 from ImageNet weights].")
 @click.option("--hflip/--no-hflip", default=True, help="Random horizontal flips while training (off for digits, text).")
