@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .common import emit, json_option, writable_out
+from .common import emit, json_option
+from .metrics import _is_main, results_options
 
 _FD_METRIC = {"inception": "fid", "dinov2-vitl14": "fd_dinov2", "dinov2-vitb14": "fd_dinov2_vitb14",
               "clip-vitl14-336": "fd_clip"}
@@ -27,16 +28,7 @@ def _options(fn):
     fn = click.option("--workers", type=click.IntRange(min=0), default=None,
                       help="Image decoding processes (default: min(4, cores)).")(fn)
     fn = click.option("--no-cache", is_flag=True, help="Do not read or write cached real-set features.")(fn)
-    fn = click.option("--out", "out", type=click.Path(dir_okay=False), default=None, callback=writable_out,
-                      help="Append result rows to this JSONL file.")(fn)
-    fn = click.option("--run", "run_name", default=None, help="Run name in result rows (default: the fake folder's name).")(fn)
-    return fn
-
-
-def _is_main() -> bool:
-    from ..sharding import is_main
-
-    return is_main()
+    return results_options(fn)
 
 
 def _extractor(name, preprocessing, weights, device, batch_size, workers):
