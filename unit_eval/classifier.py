@@ -29,9 +29,7 @@ consistent with the 8-hex prefixes torchvision publishes in the file names).
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -40,6 +38,7 @@ from torch import nn
 from . import __version__
 from .cache import atomic_torch_save, sha256_file
 from .errors import UnitEvalError
+from .translator import call_factory
 from .weights.safe_load import load_weights_only
 
 FORMAT = "unit-eval-classifier/1"
@@ -170,19 +169,7 @@ def load_user_classifier(spec: str, device: torch.device | str = "cpu"):
     module_name, _, factory_name = spec.partition(":")
     if not module_name or not factory_name:
         raise UnitEvalError(f"--classifier expects a checkpoint file or 'module:factory', got {spec!r}")
-    if os.getcwd() not in sys.path:  # console scripts do not put the working directory on the path
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnitEvalError(f"cannot import classifier module {module_name!r}: {exc}") from None
-    factory = getattr(module, factory_name, None)
-    if not callable(factory):
-        raise UnitEvalError(f"{module_name!r} has no callable {factory_name!r}")
-    try:
-        clf = factory(device=torch.device(device))
-    except TypeError:
-        clf = factory()
+    clf = call_factory(module_name, factory_name, device, "classifier")
     missing = [a for a in ("class_names", "classify") if not hasattr(clf, a)]
     if missing:
         raise UnitEvalError(f"{spec} returned {type(clf).__name__}, which lacks {', '.join(missing)} "

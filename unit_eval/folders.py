@@ -54,11 +54,11 @@ def folder_fid(real, fake, extractor: InceptionFeatures, size: int | None = None
     ``plan``: bootstrap intervals (:mod:`unit_eval.evaluation.intervals`)."""
     reals = RealSets(cache)
     real_paths = list_images(real)
-    real_g = reals.gaussian(real_paths, extractor, size, resize_filter, "real")
+    real_f = {MEAN: reals.features(real_paths, extractor, size, resize_filter, "real")} if plan.real else None
+    real_g = reals.gaussian(real_paths, extractor, size, resize_filter, "real")  # from real_f when extracted
     if plan:
         fake_f = RealSets(None).features(list_images(fake), extractor, size, resize_filter, "fake")
         fake_g = fid.Gaussian(fake_f, extractor.device)
-        real_f = {MEAN: reals.features(real_paths, extractor, size, resize_filter, "real")} if plan.real else None
     else:
         fake_g = RealSets(None).gaussian(list_images(fake), extractor, size, resize_filter, "fake")
     value = real_g.fid(fake_g)
@@ -102,13 +102,13 @@ def folder_mfid(real, fake, extractor: InceptionFeatures, size: int | None = Non
         )
     reals, fakes = RealSets(cache), RealSets(None)
     real_paths, fake_paths = list_class_folders(real), list_class_folders(fake)
+    real_f = {c: reals.features(p, extractor, size, resize_filter, f"real {c}") for c, p in real_paths.items()} \
+        if plan.real else None
     real_g = {c: reals.gaussian(p, extractor, size, resize_filter, f"real {c}") for c, p in real_paths.items()}
     intervals = {}
     if plan:
         fake_f = {c: fakes.features(p, extractor, size, resize_filter, f"fake {c}") for c, p in fake_paths.items()}
         fake_g = {c: fid.Gaussian(f, extractor.device) for c, f in fake_f.items()}
-        real_f = {c: reals.features(p, extractor, size, resize_filter, f"real {c}") for c, p in real_paths.items()} \
-            if plan.real else None
     else:
         fake_g = {c: fakes.gaussian(p, extractor, size, resize_filter, f"fake {c}") for c, p in fake_paths.items()}
     mean, per_class = fid.class_wise_fid(real_g, fake_g, device=extractor.device)

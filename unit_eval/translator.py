@@ -75,24 +75,30 @@ def translator_from_run(run: dict, device: torch.device | str = "cpu"):
     return translator
 
 
-def load_user_model(spec: str, device: torch.device | str = "cpu"):
-    """``module:factory`` -> factory(device=...) or factory(); must return a Translator."""
-    if ":" not in spec:
-        raise UnitEvalError(f"--model expects 'module:factory', got {spec!r}")
-    module_name, factory_name = spec.split(":", 1)
+def call_factory(module_name: str, factory_name: str, device: torch.device | str, what: str):
+    """Import ``module_name`` (the working directory on the path) and return ``factory(device=...)``, or
+    ``factory()`` when it takes no device; ``what`` names the module in errors ("model", "classifier")."""
     if os.getcwd() not in sys.path:  # console scripts do not put the working directory on the path
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UnitEvalError(f"cannot import model module {module_name!r}: {exc}") from None
+        raise UnitEvalError(f"cannot import {what} module {module_name!r}: {exc}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UnitEvalError(f"{module_name!r} has no callable {factory_name!r}")
     try:
-        model = factory(device=torch.device(device))
+        return factory(device=torch.device(device))
     except TypeError:
-        model = factory()
+        return factory()
+
+
+def load_user_model(spec: str, device: torch.device | str = "cpu"):
+    """``module:factory`` -> factory(device=...) or factory(); must return a Translator."""
+    if ":" not in spec:
+        raise UnitEvalError(f"--model expects 'module:factory', got {spec!r}")
+    module_name, factory_name = spec.split(":", 1)
+    model = call_factory(module_name, factory_name, device, "model")
     missing = [a for a in ("image_size", "num_domains", "translate") if not hasattr(model, a)]
     if missing:
         raise UnitEvalError(f"{spec} returned {type(model).__name__}, which lacks {', '.join(missing)} (Translator interface)")

@@ -39,9 +39,11 @@ def planned_class_fid(runner, spec, seed: int, make_plan) -> ProtocolResult:
         images = ImageCache(size, spec.resize_filter)
         fake = {c: runner.fake_features(plan[c], images, spec, extractor, f"fake {c}") for c in classes}
         extra = {"fakes_per_class": {c: len(plan[c]) for c in classes}}
-    real = {c: runner.real.gaussian(train[c], extractor, size, spec.resize_filter, f"real {c}") for c in classes}
     real_features = lambda: {c: runner.real.features(train[c], extractor, size, spec.resize_filter,  # noqa: E731
                                                      f"real {c}") for c in classes}
+    if runner.needs_real_features(spec):
+        real_features()  # extracted once: the Gaussians below are then built from them
+    real = {c: runner.real.gaussian(train[c], extractor, size, spec.resize_filter, f"real {c}") for c in classes}
     return runner.fid_result(spec, seed, real, fake, extractor, runner.options(spec, size, **extra), real_features)
 
 

@@ -50,10 +50,11 @@ class RealSets:
     def gaussian(self, paths: list[Path], extractor, size: int | None = None, resize_filter: str = "bicubic",
                  desc: str = "real", flips: np.ndarray | None = None) -> Gaussian:
         """The set's Gaussian, its covariance factor reused by every fake set it meets. Without a cache, under
-        torchrun, a large set is reduced over the ranks (features never gathered)."""
+        torchrun, a large set is reduced over the ranks (features never gathered), unless its features were
+        already extracted here (KID, ``--bootstrap-real``), which are then used rather than extracted again."""
         key = _memo_key(paths, extractor, size, resize_filter, flips)
         if key not in self._gaussians:
-            if flips is None and self.cache is None:
+            if flips is None and self.cache is None and key not in self._features:
                 self._gaussians[key] = sharding.extract_statistics(extractor, paths, size, resize_filter, desc=desc)
             else:
                 features = self.features(paths, extractor, size, resize_filter, desc, flips)

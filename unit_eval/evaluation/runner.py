@@ -244,6 +244,10 @@ class ProtocolRunner:
         batches = (out if legacy else float_to_uint8(out) for _, _, out in self.translate(jobs, images, spec, desc))
         return extractor.stream(batches, total=len(jobs), desc=f"{desc} features")
 
+    def needs_real_features(self, spec) -> bool:
+        """Whether an FID result needs the real sets' features, not only their Gaussians (KID, --bootstrap-real)."""
+        return bool(getattr(spec, "kid", False) or self.settings.bootstrap.real)
+
     def fid_result(self, spec, seed, real: dict, fake: dict[str, np.ndarray], extractor, options,
                    real_features: Callable[[], dict] | None = None) -> ProtocolResult:
         """Class-wise FID (``fid.class_wise_fid``) of fake features against the real sets' Gaussians; with the
@@ -264,7 +268,7 @@ class ProtocolRunner:
         values = {"mfid": {MEAN: mean}, "fid": ordered}
         plan = self.settings.bootstrap
         with_kid = getattr(spec, "kid", False)
-        reals = real_features() if (with_kid or plan.real) and real_features is not None else None
+        reals = real_features() if self.needs_real_features(spec) and real_features is not None else None
         intervals = class_fid_intervals(plan, seed, real, fake, reals, per_class) if plan else {}
         extra = dict(plan.options())
         if with_kid:

@@ -158,3 +158,17 @@ def normalized(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...])
     m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
+
+
+def check_state_layout(state: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]], where: str,
+                       layout: str, shape_note: str = "") -> None:
+    """``state`` has exactly the keys and shapes of ``expected``, or one line saying what differs. ``layout``
+    finishes "is not ...", ``shape_note`` follows "expected <shape>"."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise UnitEvalError(f"{where} is not {layout}: {len(missing)} missing keys (e.g. {missing[:2]}), "
+                            f"{len(extra)} unexpected (e.g. {extra[:2]})")
+    for key, shape in expected.items():
+        if tuple(state[key].shape) != shape:
+            raise UnitEvalError(f"{where}: {key} has shape {tuple(state[key].shape)}, expected {shape}{shape_note}")

@@ -29,8 +29,7 @@ import dataclasses
 
 import torch
 
-from ..errors import UnitEvalError
-from .base import NetworkFeatures, normalized, pil_resized
+from .base import NetworkFeatures, check_state_layout, normalized, pil_resized
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -75,16 +74,8 @@ def visual_layout(spec: VisionSpec) -> dict[str, tuple[int, ...]]:
 
 def visual_state(state: dict[str, torch.Tensor], spec: VisionSpec, where: str = "the weights") -> dict[str, torch.Tensor]:
     """The vision tower's tensors of an OpenAI CLIP state dict (the text tower ignored), checked and float32."""
-    expected = visual_layout(spec)
     visual = {k: v for k, v in state.items() if k.startswith("visual.")}
-    missing = sorted(set(expected) - set(visual))
-    extra = sorted(set(visual) - set(expected))
-    if missing or extra:
-        raise UnitEvalError(f"{where} is not an OpenAI CLIP ViT-L/14@336px layout: {len(missing)} missing vision "
-                            f"keys (e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]})")
-    for key, shape in expected.items():
-        if tuple(visual[key].shape) != shape:
-            raise UnitEvalError(f"{where}: {key} has shape {tuple(visual[key].shape)}, expected {shape}")
+    check_state_layout(visual, visual_layout(spec), where, "an OpenAI CLIP ViT-L/14@336px layout (vision tower)")
     return {k: v.float() for k, v in visual.items()}
 
 

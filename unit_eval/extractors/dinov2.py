@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UnitEvalError
-from .base import NetworkFeatures, normalized, pil_resized
+from .base import NetworkFeatures, check_state_layout, normalized, pil_resized
 
 INPUT_SIZE = 224
 PATCH = 14
@@ -74,15 +74,7 @@ def official_layout(name: str) -> dict[str, tuple[int, ...]]:
 
 def check_layout(name: str, state: dict[str, torch.Tensor], where: str) -> None:
     """The official checkpoint's exact key set and shapes, or one line saying what differs."""
-    expected = official_layout(name)
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing or extra:
-        raise UnitEvalError(f"{where} is not the official {name} checkpoint layout: "
-                            f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]})")
-    for key, shape in expected.items():
-        if tuple(state[key].shape) != shape:
-            raise UnitEvalError(f"{where}: {key} has shape {tuple(state[key].shape)}, expected {shape} for {name}")
+    check_state_layout(state, official_layout(name), where, f"the official {name} checkpoint layout", f" for {name}")
 
 
 def resample_pos_embed(pos_embed: torch.Tensor, grid: int = INPUT_SIZE // PATCH) -> torch.Tensor:
