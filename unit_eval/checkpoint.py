@@ -16,7 +16,7 @@ from .errors import UnitEvalError
 from .weights.safe_load import load_weights_only  # the one weights-only loader; also imported from here
 
 FORMAT = "unit-eval/1"
-MODELS = ("tunit", "funit", "unit")
+MODELS = ("tunit", "funit", "unit", "cluit", "gpunit")
 
 
 def save_run(path: str | os.PathLike, *, model: str, config: dict, state_dict: dict, meta: dict) -> Path:

@@ -5,6 +5,10 @@ A translator has ``image_size`` (int), ``num_domains`` (int or None) and
 ``style(images) -> B x D codes``, ``cluster(images) -> B ids``, ``translate_to_domain(source, domain)``
 (``domain`` an index), ``domain_names`` (a sequence of str: the domains' names in index order), and
 ``iteration`` (int: the training iteration of these weights; result rows record it, checkpoints set it).
+Latent-guided translation (GP-UNIT, StarGAN v2) is the optional pair
+``sample_style(n, domain=None, generator=None) -> n x D`` (n random style codes for target domain index
+``domain``, drawn with the given ``torch.Generator`` (CPU) so that protocols are seeded; a model with a single
+target domain accepts ``None``) and ``translate_with_style(source, style) -> images`` (one code per source).
 Protocols ask for a domain by name and look its index up in ``domain_names``; they never guess a position.
 """
 from __future__ import annotations
@@ -27,7 +31,7 @@ class Translator(Protocol):
     def translate(self, source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor: ...
 
 
-OPTIONAL_METHODS = ("style", "cluster", "translate_to_domain")
+OPTIONAL_METHODS = ("style", "cluster", "translate_to_domain", "sample_style", "translate_with_style")
 OPTIONAL_ATTRIBUTES = ("domain_names", "iteration")
 
 

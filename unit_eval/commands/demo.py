@@ -22,7 +22,6 @@ from pathlib import Path
 
 import click
 
-from ..checkpoint import MODELS
 from .common import emit, info, json_option
 
 # Shipped protocol -> the counts the demo shrinks (key = TOML field, value = demo value).
@@ -130,7 +129,7 @@ def demo_command(out_dir, device, iters, img_size, train_per_class, test_per_cla
 
     toy = {} if full_size else {"toy": True}
     common = dict(img_size=img_size, seed=seed, device=device, progress=True, extra=toy, log_every=10)
-    runs = {name: out / "runs" / name for name in MODELS}
+    runs = {name: out / "runs" / name for name in BRIEF}
     evaluator = parts.Evaluator(protocols, device=device, seed=seed)
 
     def evaluate_run(name, names, data):

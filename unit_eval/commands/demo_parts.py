@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..checkpoint import MODELS
 from .common import info
 
 MFID, DC, CLUSTER, DIVERSITY, MAPS = ("demo-tunit-mfid", "demo-tunit-dc", "demo-tunit-cluster", "demo-lpips-diversity",
@@ -12,7 +11,8 @@ MFID, DC, CLUSTER, DIVERSITY, MAPS = ("demo-tunit-mfid", "demo-tunit-dc", "demo-
 
 # Run names in the table, and what each row is (the table's notes and the report's title say it too).
 SHIPPED = {"tunit": "TUNIT shipped", "funit": "FUNIT shipped"}
-BRIEF = {name: f"{name.upper()} brief" for name in MODELS}
+DEMO_TRAINED = ("tunit", "funit", "unit")  # trained briefly by the demo (CLUIT and GP-UNIT train with `unit-eval train`)
+BRIEF = {name: f"{name.upper()} brief" for name in DEMO_TRAINED}
 FLOOR, IDENTITY = "real images (floor)", "identity (source unchanged)"
 ROW_NOTES = {
     "shipped": "TUNIT/FUNIT shipped: checkpoints trained for thousands of iterations by unit-eval train on the embedded "
