@@ -1,0 +1,214 @@
+"""CLUIT training recipe: contrastive discriminator D (GAN logit + contrastive representation), style encoder E,
+locality-preserving AdaIN generator G (arXiv 2105.03117, Sec. 3 and Appendix A).
+
+One iteration (``train_step``) on a batch x of B images (B even; under DDP each rank's local batch):
+
+1. **Split** (Sec. 3.2): "the first half of batch images as the input images and the rest as the reference
+   images": x_in = x[:B/2], x_ref = x[B/2:]; s_ref = E(x_ref), x_fake = G(x_in, s_ref).
+2. **D step**: non-saturating loss on D(x) (all B reals) and D(x_fake) (Eq. 2), plus
+   ``w_con`` x L_con (Eq. 1): the normalised representation of every real image (query, D) against that of its
+   augmented view (key, from the momentum copy D_ema) and the dictionary of ``queue_size`` negatives, temperature
+   ``tau``. Lazy R1 ([26], A.2): on iterations with ``iteration % r1_every == 0`` only,
+   ``r1_every * gamma/2 * E||grad_x D(x)||^2`` on the reals (StyleGAN2's lazy regularisation scales the
+   penalty by its interval so that its average weight is unchanged).
+3. **G step** (G and E, D frozen): g_nonsat(D(x_fake)) + ``w_sty`` x L_style + ``w_cyc`` x L_cyc, with
+   L_cyc = |x_in - G(x_fake, E(x_in))|_1 (Eq. 3) and L_style (Eq. 4-5) the contrastive loss between the patch-mean
+   representation of x_fake (through D) and that of x_ref (through D_ema), against the same dictionary: ``n_patches``
+   random crops of each image with the augmentation's crop range (A.2), their mean representation.
+4. Enqueue this step's keys (all ranks' under DDP, first-in first-out); EMA of G, E and D (``ema_beta``).
+
+Read from the paper: batch 32 (A.2), tau 0.07 and a dictionary of 2048 negatives (A.2), representation 256-d and
+style 128-d (A.1), the non-saturating loss with lazy R1 (A.2), Adam (A.2), EMA of all modules for evaluation (A.2),
+patch aggregation with 4 patches (Table 3's PatchMean-4 equals the full model of Table 2: 17.84 / 96.1), crops of
+0.125-1.0 (Table 2), flips, affine (rotation, shear, shift) and colour augmentation (Sec. 4.2), 100K iterations
+(the issue's schedule; the paper's text states none).
+
+Left open (the stored paper text has lost A.2's numbers: "We set [lambdas]", "gamma [.] for CelebA and [.] for
+AFHQ", Adam's betas and the learning rate are blank), chosen here, each a ``--set`` key:
+
+- ``w_sty`` 1, ``w_cyc`` 1, ``w_con`` 1: StarGAN v2's AFHQ weights for its style and cycle terms (lambda_sty =
+  lambda_cyc = 1), the code base the architecture tables follow; the discriminator's contrastive term unweighted.
+- ``r1_gamma`` 1 (StarGAN v2's lambda_reg on AFHQ), ``r1_every`` 16 (StyleGAN2's lazy interval).
+- Adam lr 1e-4, betas (0, 0.99), no weight decay, for G, E and D alike: StarGAN v2's (its weight decay is not
+  mentioned by CLUIT and left out). ``ema_beta`` 0.999 (StarGAN v2).
+- Keys of the positive views and of the references come from D_ema, the momentum encoder of MoCo [9] the paper
+  follows ("a memory bank architecture following MOCO"), momentum = ``ema_beta``; TUNIT does the same with its
+  EMA guiding network. The dictionary starts as random unit vectors (MoCo's initial queue).
+- The fake term of D uses x_fake only; reconstructions are not shown to D (Eq. 2 has one fake term).
+- Augmentation ranges beyond the crop (rotation 20 deg, shear 10 deg, shift 10 %, colour jitter 0.4/0.4/0.4/0.1
+  with p 0.8, grayscale p 0.2): see ``losses.py``.
+
+``toy=True``: 32 px, widths 8 (max 32), style/representation 16-d, batch 4, a dictionary of 64, for CPU tests.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from unit_eval import distributed as dist_
+from unit_eval.errors import UnitEvalError
+
+from ..common.ema import ema_update, make_ema
+from ..common.recipe import Recipe, published_config
+from .adapter import CluitTranslator
+from .losses import augment, contrastive_loss, d_nonsat, g_nonsat, patch_mean, r1_penalty
+from .networks import build_networks, check_img_size
+
+PAPER_ITERS = 100_000
+
+PUBLISHED = {
+    "img_size": 128, "load_size": None, "hflip": True, "batch_size": 32, "ch": 64, "max_ch": 512, "sty_dim": 128,
+    "proj_dim": 256, "tau": 0.07, "queue_size": 2048, "n_patches": 4, "w_con": 1.0, "w_sty": 1.0, "w_cyc": 1.0,
+    "r1_gamma": 1.0, "r1_every": 16, "lr": 1e-4, "betas": [0.0, 0.99], "ema_beta": 0.999, "amp": False,
+    "iters": PAPER_ITERS, "toy": False,
+}
+TOY = {"img_size": 32, "batch_size": 4, "ch": 8, "max_ch": 32, "sty_dim": 16, "proj_dim": 16, "queue_size": 64}
+
+
+class CluitRecipe(Recipe):
+    name = "cluit"
+    streams = {"main": None}
+    min_classes = 1  # unsupervised: class folders are ignored, a flat folder is one class
+    default_iters = PAPER_ITERS
+
+    @classmethod
+    def default_config(cls, *, iters, img_size=None, batch_size=None, k=None, toy=False, **extra) -> dict:
+        if k is not None:
+            raise UnitEvalError("CLUIT has no number of domains (--k is TUNIT's); drop --k")
+        cfg = published_config("cluit", PUBLISHED, TOY, {**extra, "toy": toy}, iters)
+        if img_size is not None:
+            cfg["img_size"] = img_size
+        if batch_size is not None:
+            cfg["batch_size"] = int(batch_size)
+        cfg["img_size"] = check_img_size(cfg["img_size"])
+        cfg["load_size"] = cfg["img_size"]
+        _check_config(cfg)
+        return cfg
+
+    def __init__(self, config, num_classes, device, distributed=False):
+        super().__init__(config, num_classes, device, distributed)
+        cfg = self.config
+        _check_config(cfg)
+        self.G, self.E, self.D = build_networks(cfg)
+        for net in (self.G, self.E, self.D):
+            net.to(self.device)
+            dist_.broadcast_module(net)
+        self.G_ema, self.E_ema, self.D_ema = make_ema(self.G), make_ema(self.E), make_ema(self.D)
+        lr, betas = float(cfg["lr"]), tuple(float(b) for b in cfg["betas"])
+        self.opt_G = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=lr, betas=betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
+        queue = F.normalize(torch.randn(int(cfg["queue_size"]), int(cfg["proj_dim"]), device=self.device), dim=1)
+        if self.distributed:
+            torch.distributed.broadcast(queue, 0)
+        self.queue = queue
+
+    # ------------------------------------------------------------------ training
+    def _grads(self, *nets):
+        if self.distributed:
+            dist_.average_gradients(list(nets))
+
+    def train_step(self, batch, iteration):
+        cfg = self.config
+        x = batch["main"]["image"]
+        b = x.shape[0]
+        if b < 2 or b % 2:
+            raise UnitEvalError(f"CLUIT splits each (per-process) batch into inputs and references; it needs an even "
+                                f"size of at least 2, got {b}")
+        half = b // 2
+        x_in, x_ref = x[:half], x[half:]
+        tau = float(cfg["tau"])
+        lazy = int(cfg["r1_every"]) > 0 and iteration % int(cfg["r1_every"]) == 0
+
+        with torch.no_grad():
+            keys = self.D_ema.represent(augment(x))
+            with self.autocast():
+                x_fake = self.G(x_in, self.E(x_ref))
+
+        # ---------------- D step
+        self.D.requires_grad_(True)
+        x_real = x.detach().requires_grad_(lazy)
+        real_logit, z_real = self.D(x_real)  # float32: R1 needs an accurate input gradient
+        with self.autocast():
+            fake_logit = self.D(x_fake.float())[0]
+        l_real, l_fake = d_nonsat(real_logit, fake_logit)
+        l_con = contrastive_loss(z_real, keys, self.queue, tau)
+        d_loss = l_real + l_fake + float(cfg["w_con"]) * l_con
+        out = {"D/real": l_real.item(), "D/fake": l_fake.item(), "D/con": l_con.item()}
+        if lazy:
+            r1 = r1_penalty(real_logit, x_real)
+            d_loss = d_loss + int(cfg["r1_every"]) * float(cfg["r1_gamma"]) * r1
+            out["D/r1"] = r1.item()
+        self.opt_D.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self._grads(self.D)
+        self.opt_D.step()
+        out["D/total"] = d_loss.item()
+
+        # ---------------- G step (G and E)
+        self.D.requires_grad_(False)
+        n = int(cfg["n_patches"])
+        with self.autocast():
+            x_fake = self.G(x_in, self.E(x_ref))
+            x_cyc = self.G(x_fake, self.E(x_in))
+            fake_logit = self.D(x_fake)[0]
+            z_fake = patch_mean(self.D.represent, x_fake, n)
+        with torch.no_grad():
+            z_ref = patch_mean(self.D_ema.represent, x_ref, n)
+        g_adv = g_nonsat(fake_logit)
+        g_sty = contrastive_loss(z_fake, z_ref, self.queue, tau)
+        g_cyc = (x_cyc.float() - x_in).abs().mean()
+        g_loss = g_adv + float(cfg["w_sty"]) * g_sty + float(cfg["w_cyc"]) * g_cyc
+        self.opt_G.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self._grads(self.G, self.E)
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        out.update({"G/adv": g_adv.item(), "G/style": g_sty.item(), "G/cyc": g_cyc.item(), "G/total": g_loss.item()})
+
+        # ---------------- dictionary and EMA
+        self.queue = torch.cat([self.queue, dist_.all_gather_cat(keys.float())], 0)[-int(cfg["queue_size"]):]
+        beta = float(cfg["ema_beta"])
+        for ema, net in ((self.G_ema, self.G), (self.E_ema, self.E), (self.D_ema, self.D)):
+            ema_update(ema, net, beta)
+        return out
+
+    # ------------------------------------------------------------------ state
+    NETS = ("G", "E", "D", "G_ema", "E_ema", "D_ema", "opt_G", "opt_D")
+
+    def state_dict(self) -> dict:
+        state = {name: getattr(self, name).state_dict() for name in self.NETS}
+        state["queue"] = self.queue.detach().cpu().clone()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        try:
+            for name in self.NETS:
+                getattr(self, name).load_state_dict(state[name])
+            queue = state["queue"]
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise UnitEvalError(f"resume state does not match the CLUIT networks: {str(exc).splitlines()[0][:200]}") from None
+        if tuple(queue.shape) != tuple(self.queue.shape):
+            raise UnitEvalError(f"resume state's dictionary is {tuple(queue.shape)}, expected {tuple(self.queue.shape)}")
+        self.queue = queue.to(self.device)
+
+    def inference_state_dict(self) -> dict:
+        sd = {f"generator.{k}": v for k, v in self.G_ema.state_dict().items()}
+        sd.update({f"style_encoder.{k}": v for k, v in self.E_ema.state_dict().items()})
+        return sd
+
+    def translator(self):
+        return CluitTranslator(self.G_ema, self.E_ema, image_size=int(self.config["img_size"]))
+
+
+def _check_config(cfg: dict) -> None:
+    for key in ("batch_size", "queue_size", "n_patches"):
+        if int(cfg[key]) < 1:
+            raise UnitEvalError(f"CLUIT {key} must be at least 1, got {cfg[key]}")
+    if int(cfg["batch_size"]) % 2:
+        raise UnitEvalError(f"CLUIT needs an even batch size (first half inputs, second half references), "
+                            f"got {cfg['batch_size']}")
+    if int(cfg["r1_every"]) < 0 or float(cfg["tau"]) <= 0:
+        raise UnitEvalError("CLUIT needs r1_every >= 0 and tau > 0")
+
+
+RECIPE = CluitRecipe
