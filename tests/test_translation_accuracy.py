@@ -7,6 +7,7 @@ ResNet-18 on images decoded with PIL and normalised by hand, pairs' classes from
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import replace
@@ -310,3 +311,56 @@ def test_errors_are_one_line(trained, digits, tmp_path, capsys):
             main(args)
         err = capsys.readouterr().err.strip()
         assert exc.value.code == 1 and message in err and len(err.splitlines()) == 1, err
+
+
+# -- sweeps and evaluation during training ---------------------------------------------------------------------------
+
+
+def test_training_and_sweeps_take_the_classifier_and_key_their_rows_by_it(trained, digits, tmp_path, monkeypatch):
+    """``train --eval-classifier`` and ``sweep --classifier`` score translation accuracy; a sweep skips a checkpoint
+    only for rows of the same classifier (another oracle is another evaluation)."""
+    ckpt, _ = trained
+    monkeypatch.setenv("UNIT_EVAL_CACHE", str(tmp_path / "cache"))
+    from unit_eval.protocol_specs import _package_files
+
+    text = _package_files()["translation-accuracy"].read_text()
+    protocol = tmp_path / "ta2.toml"
+    protocol.write_text(text.replace('name = "translation-accuracy"', 'name = "ta2"')
+                        .replace("references_per_input = 10", "references_per_input = 2"))
+    run_dir = tmp_path / "run"
+    before = torch.get_num_threads()
+    trained_run = CliRunner().invoke(cli, [
+        "train", "tunit", "--data", str(digits / "train"), "--out", str(run_dir), "--iters", "1", "--batch-size", "4",
+        "--img-size", str(SIZE), "--toy", "--device", "cpu", "--quiet", "--eval-every", "1",
+        "--eval-protocol", str(protocol), "--eval-data", str(digits), "--eval-classifier", str(ckpt)])
+    torch.set_num_threads(before)
+    assert trained_run.exit_code == 0, trained_run.output
+    live = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert {r["protocol"] for r in live} == {"ta2"} and len(live) == 11
+    clf_sha = live[0]["options"]["classifier"]["sha256"]
+    assert clf_sha == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+
+    module = tmp_path / "oracle_sweep.py"
+    module.write_text("from tests.test_translation_accuracy import Permuted\n"
+                      f"def classifier(device=None):\n    return Permuted({str(ckpt)!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "sweep.jsonl"
+
+    def sweep(classifier):
+        result = CliRunner().invoke(cli, ["sweep", str(run_dir), "--protocol", str(protocol), "--data", str(digits),
+                                          "--device", "cpu", "--out", str(out), "--classifier", classifier, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    first = sweep(str(ckpt))
+    assert len(first["evaluated"]) == 1 and first["rows"] == 11
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the sweep's numbers are the training-time evaluation's (same weights, protocol, seed and classifier)
+    assert {r["class"]: r["value"] for r in rows} == {r["class"]: r["value"] for r in live}
+    again = sweep(str(ckpt))
+    assert again["evaluated"] == [] and len(again["skipped"]) == 1
+    other = sweep("oracle_sweep:classifier")
+    assert len(other["evaluated"]) == 1 and other["rows"] == 11
+    sys.modules.pop("oracle_sweep", None)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {r["options"]["classifier"]["sha256"] for r in rows} == {clf_sha, "f" * 64}

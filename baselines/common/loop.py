@@ -123,6 +123,7 @@ def train(
     eval_data_root: str | None = None,
     eval_numerics: str = "fp32",
     eval_batch_size: int = 32,
+    eval_classifier: str | None = None,
 ) -> dict:
     """Train ``model`` on the class folders in ``data``; write RUN_DIR files (module docstring).
 
@@ -131,7 +132,8 @@ def train(
     (unknown keys are an error). ``amp=None`` means bf16 autocast on CUDA, off on CPU. With
     ``resume=True`` an existing ``RUN_DIR/resume.pt`` is continued (its config wins; ``iters`` may
     be raised) and a missing one starts a fresh run. ``snapshot_every``/``keep`` and ``eval_every`` with
-    ``eval_protocols`` on ``eval_data`` (numerics ``eval_numerics``): see ``baselines.common.snapshots``.
+    ``eval_protocols`` on ``eval_data`` (numerics ``eval_numerics``; translation accuracy's oracle
+    ``eval_classifier``): see ``baselines.common.snapshots``.
     Returns a summary dict.
 
     Steps: :func:`_plan_run` (config, iterations, resume state), :func:`_scan_data`,
@@ -161,7 +163,8 @@ def train(
         snapshots = _snapshots(recipe, name, data, index, plan, files, dev, info, workers, progress,
                                snapshot_every=snapshot_every, keep=keep, eval_every=eval_every,
                                eval_protocols=list(eval_protocols), eval_data=eval_data, eval_data_root=eval_data_root,
-                               eval_numerics=eval_numerics, eval_batch_size=eval_batch_size)
+                               eval_numerics=eval_numerics, eval_batch_size=eval_batch_size,
+                               eval_classifier=eval_classifier)
         streams = _open_streams(recipe_cls, plan, index, dev, info, workers)
         loop = Loop(name, recipe, streams, index, plan, files, dev, info, sample_every=sample_every,
                      ckpt_every=ckpt_every, log_every=log_every, n_samples=n_samples, snapshots=snapshots)
@@ -328,7 +331,7 @@ def _write_run(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, pl
 def _snapshots(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, plan: Plan, files: RunFiles,
                dev: torch.device, info, workers: int, progress: bool, *, snapshot_every: int, keep: int,
                eval_every: int, eval_protocols: list[str], eval_data: str | None, eval_data_root: str | None,
-               eval_numerics: str, eval_batch_size: int):
+               eval_numerics: str, eval_batch_size: int, eval_classifier: str | None = None):
     """Snapshots and evaluation during training (None when neither is asked); protocols, data and the model's
     abilities are checked here, before the first iteration."""
     from .snapshots import LiveEval, Snapshots
@@ -338,7 +341,8 @@ def _snapshots(recipe: Recipe, name: str, data, index: data_mod.DatasetIndex, pl
     live = None
     if eval_every and info.is_main:
         live = LiveEval(eval_protocols, eval_data, eval_data_root, dev, eval_numerics, eval_batch_size,
-                        run_name=files.out.resolve().name, results=files.out / "results.jsonl")
+                        run_name=files.out.resolve().name, results=files.out / "results.jsonl",
+                        classifier=eval_classifier)
         live.check(recipe.translator())
 
     def payload(it: int, elapsed: float) -> dict:

@@ -54,11 +54,12 @@ class LiveEval:
     """The protocols evaluated during training: one Session (networks, real sets) for the whole run."""
 
     def __init__(self, protocols: list[str], data: str, data_root: str | None, device: torch.device,
-                 numerics: str, batch_size: int, run_name: str, results: Path):
+                 numerics: str, batch_size: int, run_name: str, results: Path, classifier: str | None = None):
         from unit_eval.evaluation.api import Session, make_settings
 
         with D.solo():
-            settings = make_settings(device=device, batch_size=batch_size, progress=False, precision=numerics)
+            settings = make_settings(device=device, batch_size=batch_size, progress=False, precision=numerics,
+                                     classifier=classifier)
             self.session = Session(protocols, data=data, data_root=data_root, settings=settings)
         self.run_name, self.results = run_name, results
 

@@ -55,6 +55,8 @@ _OPTIONS = [
     click.option("--eval-protocol", "eval_protocols", multiple=True, help="Protocol(s) for --eval-every (name or .toml)."),
     click.option("--eval-data", default=None, help="Dataset the --eval-every protocols read (name or folder), e.g. digits."),
     click.option("--eval-data-root", default=None, help="Root for named datasets of --eval-data."),
+    click.option("--eval-classifier", default=None, metavar="CLF.pt|module:factory",
+                 help="Translation-accuracy --eval-protocol: the oracle classifier (as 'unit-eval evaluate --classifier')."),
     click.option("--eval-numerics", type=click.Choice(["fp32", "tf32", "bf16"]), default="fp32",
                  help="Inception numerics of --eval-every (bf16/tf32: fast, named in the rows' extractor)."),
     click.option("--resume", is_flag=True, help="Continue RUN_DIR/resume.pt if present (exactly); start fresh otherwise."),
@@ -68,7 +70,8 @@ _OPTIONS = [
 
 
 def _train_baseline(model, data, out, iters, batch_size, img_size, k, p_semi, seed, device, amp, sample_every, ckpt_every,
-                    log_every, snapshot_every, keep, eval_every, eval_protocols, eval_data, eval_data_root, eval_numerics,
+                    log_every, snapshot_every, keep, eval_every, eval_protocols, eval_data, eval_data_root, eval_classifier,
+                    eval_numerics,
                     resume, workers, allow_upscale, toy, sets, quiet, as_json):
     from unit_eval.baselines.common.loop import train
 
@@ -82,7 +85,7 @@ def _train_baseline(model, data, out, iters, batch_size, img_size, k, p_semi, se
                     resume=resume, allow_upscale=allow_upscale, workers=workers, progress=not quiet,
                     extra=extra, overrides=_parse_set(sets), snapshot_every=snapshot_every, keep=keep,
                     eval_every=eval_every, eval_protocols=eval_protocols, eval_data=eval_data,
-                    eval_data_root=eval_data_root, eval_numerics=eval_numerics)
+                    eval_data_root=eval_data_root, eval_numerics=eval_numerics, eval_classifier=eval_classifier)
     if not as_json:
         info(f"wrote {summary['run']} after {summary['iterations']} iterations")
     emit(summary, as_json, human=summary["run"])

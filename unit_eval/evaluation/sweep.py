@@ -73,6 +73,14 @@ def _settings_key(options) -> str:
     return json.dumps(options, sort_keys=True, default=str)
 
 
+def _oracle(described) -> str | None:
+    """The classifier a translation-accuracy row was measured with (its sha256, else its factory), else None: rows
+    of two classifiers are different evaluations."""
+    if not isinstance(described, dict):
+        return None
+    return described.get("sha256") or described.get("spec")
+
+
 def done_keys(rows: Iterable[dict]) -> set[tuple]:
     """What an existing results file already holds, as sweep job keys."""
     keys = set()
@@ -80,18 +88,24 @@ def done_keys(rows: Iterable[dict]) -> set[tuple]:
         options = row.get("options") if isinstance(row.get("options"), dict) else {}
         if row.get("ckpt_sha256"):
             keys.add((row["ckpt_sha256"], row["protocol"], _settings_key(options.get("protocol")), row.get("seed"),
-                      _numerics(row), row.get("dataset")))
+                      _numerics(row), row.get("dataset"), _oracle(options.get("classifier"))))
     return keys
 
 
 def job_key(session: Session, sha256: str, spec, seed: int) -> tuple:
     settings = json.loads(json.dumps(spec.options(), default=str))  # as a row stores it
-    return (sha256, spec.name, _settings_key(settings), seed, session.settings.precision, session.dataset_name(spec))
+    oracle = None
+    if spec.kind == "translation-accuracy":
+        from ..classifier import describe
+
+        oracle = _oracle(describe(session.networks.classifier(spec.name), session.settings.classifier))
+    return (sha256, spec.name, _settings_key(settings), seed, session.settings.precision, session.dataset_name(spec),
+            oracle)
 
 
 def sweep(inputs: Iterable[str], protocols: Iterable[str], *, data: str, out: str, data_root: str | None = None,
           seeds: Iterable[int | None] = (None,), device: str = "auto", batch_size: int = 32, no_cache: bool = False,
-          run_name: str | None = None, precision: str = "fp32", progress: bool = True,
+          run_name: str | None = None, precision: str = "fp32", progress: bool = True, classifier: str | None = None,
           extractor_factory=None, lpips_factory=None) -> dict:
     """Evaluate every checkpoint found in ``inputs`` that ``out`` lacks; returns a summary (evaluated, skipped,
     rows appended, seconds per checkpoint)."""
@@ -102,7 +116,7 @@ def sweep(inputs: Iterable[str], protocols: Iterable[str], *, data: str, out: st
     main = D.is_main()
     paths = find_checkpoints(inputs)
     settings = make_settings(device=device, batch_size=batch_size, no_cache=no_cache, progress=progress and main,
-                             precision=precision)
+                             precision=precision, classifier=classifier)
     D.start(settings.device)  # the process group (under torchrun) is up before any rank works alone
     session = Session(protocols, data=data, data_root=data_root, settings=settings,
                       extractor_factory=extractor_factory, lpips_factory=lpips_factory)
