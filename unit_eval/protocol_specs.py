@@ -197,20 +197,47 @@ class LpipsDiversity(ProtocolSpec):
     A task is (source class, target class t). ``targets = "all-other"``: every ``input_split`` image of
     every class other than t is an input of task t (a one-class set uses its own class);
     ``"one-random"``: each input gets one target class drawn uniformly among the others. Each input is
-    translated with ``outputs_per_input`` references drawn without replacement from t's ``input_split``;
-    score of an input = mean LPIPS (``net``, v0.1, float outputs in [-1, 1] at the model's resolution) over
-    its unordered output pairs; task = mean over inputs; target-class row = mean over its tasks;
-    ``mean`` row = mean over all tasks.
+    translated ``outputs_per_input`` times (``guidance``, see :class:`TaskFID`); score of an input = mean
+    LPIPS (``net``, v0.1, float outputs in [-1, 1] at the model's resolution) over its unordered output pairs;
+    task = mean over inputs; target-class row = mean over its tasks; ``mean`` row = mean over all tasks.
     """
 
     input_split: str
     outputs_per_input: int
     targets: str
     net: str
+    guidance: str = "reference"
 
     metrics: ClassVar[tuple[str, ...]] = ("lpips_diversity",)
-    _choices: ClassVar[dict[str, tuple]] = {"targets": ("all-other", "one-random"), "net": ("alex", "vgg")}
+    _choices: ClassVar[dict[str, tuple]] = {"targets": ("all-other", "one-random"), "net": ("alex", "vgg"),
+                                            "guidance": ("reference", "latent")}
     evaluator: ClassVar[str] = "unit_eval.evaluation.lpips_kinds:diversity"
+    check: ClassVar[str | None] = "unit_eval.evaluation.guided:check"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskFID(ProtocolSpec):
+    """StarGAN v2 ``metrics/eval.py`` (GP-UNIT Table 1): one FID per task (source class s, target class t, s != t).
+
+    Every ``input_split`` image of s is translated ``outputs_per_input`` times into t. ``guidance``:
+    ``reference`` = with that many references drawn without replacement from t's ``input_split`` (the same
+    draws as ``lpips-diversity`` with ``targets = "all-other"`` and the same seed); ``latent`` = with that many
+    style codes from ``model.sample_style(n, domain=<t's index in domain_names>, generator=<seeded>)`` through
+    ``model.translate_with_style``. Outputs are written to uint8 as StarGAN v2 saves them (PNG) and scored
+    with ``preprocessing``; real set of the task = every ``real_split`` image of t. Rows: ``fid`` per task
+    (class ``"s2t"``) and its ``mean`` over tasks.
+    """
+
+    input_split: str
+    real_split: str
+    outputs_per_input: int
+    guidance: str
+    preprocessing: str
+
+    metrics: ClassVar[tuple[str, ...]] = ("fid",)
+    _choices: ClassVar[dict[str, tuple]] = {"guidance": ("reference", "latent"), "preprocessing": ("stargan-v2",)}
+    evaluator: ClassVar[str] = "unit_eval.evaluation.task_fid:task_fid"
+    check: ClassVar[str | None] = "unit_eval.evaluation.guided:check"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +316,7 @@ KINDS: dict[str, type[ProtocolSpec]] = {
     "cluster": ClusterEval,
     "reference-class-fid": ReferenceClassFID,
     "lpips-diversity": LpipsDiversity,
+    "stargan-v2-fid": TaskFID,
     "lpips-content": LpipsContent,
     "pixel-accuracy": MapsPixelAccuracy,
     "translation-accuracy": TranslationAccuracy,

@@ -1,5 +1,6 @@
 """LPIPS protocol kinds: ``lpips-diversity`` (StarGAN v2 / GP-UNIT: mean pairwise LPIPS among the outputs of one
-input) and ``lpips-content`` (TUNIT appendix: LPIPS between source and output)."""
+input, reference- or latent-guided: :mod:`.guided`) and ``lpips-content`` (TUNIT appendix: LPIPS between source and
+output)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,8 @@ from ..protocol_specs import LpipsContent, LpipsDiversity
 from ..results import MEAN, ProtocolResult
 from ..stagetimes import stage
 from .batches import ImageCache
-from .sampling import Job, sample_class_fid, sample_diversity
+from .guided import LATENT_CODES, guided_outputs, latent_codes, output_jobs
+from .sampling import sample_class_fid, sample_diversity
 
 
 def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
@@ -21,12 +23,12 @@ def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
     size = runner.image_size
     inputs = sample_diversity(split, spec.outputs_per_input, spec.targets, seed)
     g = spec.outputs_per_input
-    jobs = [Job(inp.source, ref, inp.target_class, f"{inp.target_class}/{inp.source_class}_{inp.source.stem}/{j:02d}_{ref.stem}")
-            for inp in inputs for j, ref in enumerate(inp.references)]
+    jobs = output_jobs(inputs, g, spec.guidance)
+    codes = latent_codes(runner, spec, inputs, split, g, seed) if spec.guidance == "latent" else None
     images = ImageCache(size, spec.resize_filter)
     per_input: list[float] = []
     pending: list[torch.Tensor] = []
-    for _, _, out in runner.translate(jobs, images, spec, "diversity"):
+    for _, out in guided_outputs(runner, spec, jobs, images, codes, g, "diversity"):
         pending.append(out)
         stacked = torch.cat(pending)
         complete = stacked.shape[0] // g * g
@@ -45,7 +47,8 @@ def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
     n_fake = {c: sum(g * len(v) for (s, t), v in tasks.items() if t == c) for c in values if c != MEAN}
     n_fake[MEAN] = len(jobs)
     return ProtocolResult(spec.name, seed, {"lpips_diversity": values}, {}, n_fake, f"lpips-{spec.net}-v0.1",
-                          runner.options(spec, size, n_inputs=len(inputs), n_tasks=len(task_means)))
+                          runner.options(spec, size, n_inputs=len(inputs), n_tasks=len(task_means),
+                                         **({"style_codes": LATENT_CODES} if codes is not None else {})))
 
 
 def content(runner, spec: LpipsContent, seed: int) -> ProtocolResult:

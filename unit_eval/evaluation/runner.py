@@ -24,6 +24,7 @@ import torch
 
 from .. import sharding
 from ..errors import UnitEvalError
+from ..extractors.registry import EXTRACTORS
 from ..features import FeatureCache
 from ..images import float_to_uint8, list_class_folders, save_image
 from ..protocol_specs import PACKAGE, ProtocolSpec, load_protocol
@@ -33,6 +34,8 @@ from .batches import ImageCache, model_batches
 from .intervals import NONE, BootstrapPlan
 from .realsets import RealSets
 from .sampling import Job
+
+TORCHVISION_INCEPTION = EXTRACTORS["torchvision-inception"][1]  # preprocessing modes of torchvision's Inception
 
 
 @dataclass
@@ -66,6 +69,16 @@ class Networks:
         if preprocessing not in self.extractors:
             if self.extractor_factory is not None:
                 self.extractors[preprocessing] = self.extractor_factory(preprocessing)
+            elif preprocessing in TORCHVISION_INCEPTION:  # StarGAN v2 / GP-UNIT FID: torchvision's ImageNet network
+                from ..extractors import get_extractor
+
+                s = self.settings
+                if s.precision != "fp32":
+                    raise UnitEvalError(f"--numerics {s.precision} applies to the TF-Inception extractor only; "
+                                        f"'{preprocessing}' features are computed in fp32")
+                self.extractors[preprocessing] = get_extractor(
+                    "torchvision-inception", device=s.device, preprocessing=preprocessing, batch_size=s.batch_size,
+                    progress=s.progress)
             else:
                 from ..features import InceptionFeatures
 

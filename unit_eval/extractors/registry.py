@@ -13,6 +13,7 @@ EXTRACTORS: dict[str, tuple[int, tuple[str, ...], str]] = {
     "dinov2-vitl14": (1024, ("dgm-eval-pil", "edm2-torch"), "DINOv2 ViT-L/14 class token (FD_DINOv2)"),
     "dinov2-vitb14": (768, ("dgm-eval-pil", "edm2-torch"), "DINOv2 ViT-B/14 class token"),
     "clip-vitl14-336": (768, ("cmmd-pil",), "CLIP ViT-L/14@336px image embedding, L2-normalised (CMMD)"),
+    "torchvision-inception": (2048, ("stargan-v2",), "torchvision ImageNet Inception-V3 avgpool (StarGAN v2 / GP-UNIT FID)"),
 }
 
 
@@ -37,6 +38,10 @@ def get_extractor(name: str, device: str | torch.device = "auto", weights: str |
         from .dinov2 import DINOv2Features
 
         return DINOv2Features(name, state, resolved.sha256, where=where, preprocessing=preprocessing, **common)
+    if name == "torchvision-inception":
+        from .torchvision_inception import TorchvisionInceptionFeatures
+
+        return TorchvisionInceptionFeatures(state, resolved.sha256, where=where, preprocessing=preprocessing, **common)
     from .clip import CLIPFeatures
 
     return CLIPFeatures(state, resolved.sha256, name=name, where=where, preprocessing=preprocessing, **common)

@@ -24,6 +24,7 @@ ENV_VARS: dict[str, str] = {
     "dinov2-vitl14": "UNIT_EVAL_DINOV2_VITL14_WEIGHTS",
     "dinov2-vitb14": "UNIT_EVAL_DINOV2_VITB14_WEIGHTS",
     "clip-vitl14-336": "UNIT_EVAL_CLIP_VITL14_336_WEIGHTS",
+    "torchvision-inception": "UNIT_EVAL_TORCHVISION_INCEPTION_WEIGHTS",
 }
 
 # Published file names; the 8 hex digits before ".pth" are the start of the file's sha256 (torch hub's rule).
@@ -50,13 +51,15 @@ LABELS: dict[str, str] = {
     "dinov2-vitl14": "DINOv2 ViT-L/14",
     "dinov2-vitb14": "DINOv2 ViT-B/14",
     "clip-vitl14-336": "CLIP ViT-L/14@336px",
+    "torchvision-inception": "torchvision ImageNet Inception-V3",
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureNet:
     """The official file of a feature network that unit-eval cannot download: the user provides it, and it is
-    used only when its sha256 is one of ``sha256`` (full digests, whatever the file is called)."""
+    used only when its sha256 starts with one of ``sha256`` (full digests, whatever the file is called; an 8-hex
+    entry is the most that is published for that file: the prefix torch hub itself checks)."""
 
     files: tuple[str, ...]
     sha256: tuple[str, ...]
@@ -84,6 +87,16 @@ FEATURE_NETS: dict[str, FeatureNet] = {
         ("3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02",),
         "https://openaipublic.azureedge.net/clip/models/"
         "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02/ViT-L-14-336px.pt"),
+    # torchvision's ImageNet Inception-V3 (StarGAN v2's and GP-UNIT's FID network, ``inception_v3(pretrained=True)``).
+    # Current torchvision downloads inception_v3_google-0cc3c7bd.pth: no full digest of it is published or could
+    # be found, so only the 8-hex prefix torch hub checks (``check_hash``) is pinned. Older releases (StarGAN v2's
+    # environment pins torchvision 0.5.0) download inception_v3_google-1a9a5a14.pth, whose full sha256 and size
+    # OpenVINO's open_model_zoo records (models/public/googlenet-v3-pytorch/model.yml). Which file a row used is
+    # in its ``extractor``; that the two hold the same tensors is not verified here.
+    "torchvision-inception": FeatureNet(
+        ("inception_v3_google-0cc3c7bd.pth", "inception_v3_google-1a9a5a14.pth"),
+        ("0cc3c7bd", "1a9a5a14f40645a370184bd54f4e8e631351e71399112b43ad0294a79da290c8"),
+        "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"),
 }
 
 

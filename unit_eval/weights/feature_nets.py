@@ -1,6 +1,7 @@
-"""Weights of the feature networks beyond Inception (DINOv2 ViT-L/14 and ViT-B/14, CLIP ViT-L/14@336px): official
-files that unit-eval cannot download, provided by the user and used only when their full sha256 is the one
-pinned in ``catalog.FEATURE_NETS``.
+"""Weights of the feature networks beyond TF-Inception (DINOv2 ViT-L/14 and ViT-B/14, CLIP ViT-L/14@336px,
+torchvision's ImageNet Inception-V3): official files that unit-eval cannot download, provided by the user and used
+only when their sha256 is the one pinned in ``catalog.FEATURE_NETS`` (the full digest, or for torchvision's
+``inception_v3_google-0cc3c7bd.pth`` the 8-hex prefix torch hub checks, the only digest published for it).
 
 Where a file is looked for, in order: the environment variable in ``ENV_VARS`` (``UNIT_EVAL_DINOV2_VITL14_WEIGHTS``,
 ...); the official file name in ``<cache>/weights/``, ``<cache>/`` or torch hub's ``checkpoints`` folder (where
@@ -52,7 +53,7 @@ def check_file(name: str, path: str | os.PathLike, origin: str) -> FeatureWeight
         raise UnitEvalError(f"{origin} names {path}, which is not a file; {how_to_provide(name)}")
     digest = artifacts._sha256(path)
     net = FEATURE_NETS[name]
-    if digest not in net.sha256:
+    if not pinned(digest, net):
         raise UnitEvalError(
             f"{path.name} has sha256 {digest[:16]}..., not that of the official {net.files[0]} "
             f"({net.sha256[0][:16]}...): a different, modified or incomplete file; {how_to_provide(name)}")
@@ -134,9 +135,14 @@ def provided_by(file: Path) -> str | None:
             return name
     digest = artifacts._sha256(file)
     for name, net in FEATURE_NETS.items():
-        if digest in net.sha256:
+        if pinned(digest, net):
             return name
     return None
+
+
+def pinned(digest: str, net) -> bool:
+    """Whether a file's full sha256 is one pinned for ``net`` (an entry shorter than 64 hex digits is a prefix)."""
+    return any(digest.startswith(p) for p in net.sha256)
 
 
 def _is_torchscript(path: Path) -> bool:
