@@ -197,9 +197,12 @@ def _batches(digits, n, batch=4, seed=0):
 
 def test_first_half_inputs_second_half_references(digits):
     r = _recipe()
-    seen = {"G": [], "E": []}
-    hooks = [r.G.register_forward_pre_hook(lambda m, args: seen["G"].append(args[0].detach().clone())),
-             r.E.register_forward_pre_hook(lambda m, args: seen["E"].append(args[0].detach().clone()))]
+    seen = {"G": [], "E": [], "D": [], "D_ema": []}
+    hooks = [getattr(r, name).register_forward_pre_hook(
+                 lambda m, args, name=name: seen[name].append(args[0].detach().clone()))
+             for name in ("G", "E")]
+    hooks += [getattr(r, name).trunk.register_forward_pre_hook(lambda m, args, name=name: seen[name].append(args[0].shape[0]))
+              for name in ("D", "D_ema")]
     batch = _batches(digits, 1)[0]
     x = batch["main"]["image"]
     r.train_step(batch, 1)
@@ -208,6 +211,9 @@ def test_first_half_inputs_second_half_references(digits):
     assert torch.equal(seen["G"][0], x[:2]) and torch.equal(seen["E"][0], x[2:])  # G(x_in, E(x_ref))
     assert torch.equal(seen["G"][1], x[:2]) and torch.equal(seen["E"][1], x[2:])  # the G step's translation
     assert torch.equal(seen["E"][2], x[:2])  # the cycle's style is the input's
+    # D: all reals, the fakes (D step), the fakes and their 4 x 2 patches (G step); the momentum copy D_ema: the
+    # augmented views' keys and the references' 4 x 2 patches
+    assert seen["D"] == [4, 2, 2, 8] and seen["D_ema"] == [4, 8]
     with pytest.raises(UnitEvalError, match="even size"):
         r.train_step({"main": {**batch["main"], "image": x[:3]}}, 2)
 
