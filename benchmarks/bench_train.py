@@ -1,4 +1,4 @@
-"""Training speed of the bundled trainers (TUNIT, FUNIT, UNIT), and of the official TUNIT beside ours.
+"""Training speed of the bundled trainers (TUNIT, FUNIT, UNIT, CLUIT), and of the official TUNIT beside ours.
 
     python benchmarks/bench_train.py                                   # all models, device auto
     python benchmarks/bench_train.py --device cpu --threads 1 --official-tunit /tmp/tunit-official --json
@@ -202,7 +202,7 @@ def _child_ours(spec: dict) -> dict:
         for k, v in r.items():
             if k not in ("iter", "elapsed_s", "s_per_iter"):
                 losses.setdefault(k, []).append(v)
-    if "D/real" in losses:  # official-comparable names
+    if "D/real" in losses and spec["model"] == "tunit":  # official-comparable names (CLUIT logs D/r1 on lazy steps only)
         losses["D/adv"] = [a + b for a, b in zip(losses["D/real"], losses["D/fake"])]
         losses["D/gp"] = [float(config.get("w_r1", 10.0)) * v for v in losses["D/r1"]]
     cpu = [b - a for a, b in zip([c0] + cpu_stamps, cpu_stamps)]
@@ -475,7 +475,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
-    parser.add_argument("--models", default="tunit,funit,unit", help="comma list of tunit, funit, unit")
+    parser.add_argument("--models", default="tunit,funit,unit,cluit", help="comma list of tunit, funit, unit, cluit")
     parser.add_argument("--sizes", default="paper,toy", help="comma list: paper (published sizes), toy (test configs)")
     parser.add_argument("--iters", type=int, default=None,
                         help="measured iterations per paper-size configuration (default 50 on CUDA, 2 on CPU)")
@@ -490,6 +490,7 @@ def main():
                         help="TUNIT batch, ours and official (default: the paper's 32 on CUDA, 2 on CPU)")
     parser.add_argument("--unit-size", type=int, default=None, help="UNIT resolution (default 256 on CUDA, 128 on CPU)")
     parser.add_argument("--unit-batch", type=int, default=1)
+    parser.add_argument("--cluit-batch", type=int, default=None, help="CLUIT batch (default: the paper's 32 on CUDA, 2 on CPU)")
     parser.add_argument("--per-class", type=int, default=60, help="digit images per class written at 128 px")
     parser.add_argument("--official-tunit", metavar="PATH", help="checkout of github.com/clovaai/tunit to run beside ours")
     parser.add_argument("--official-workers", type=int, default=None,
@@ -548,6 +549,10 @@ def main():
             if "unit" in models:
                 specs.append({**common, "name": f"unit {args.unit_size}px b{args.unit_batch}", "impl": "ours", "model": "unit",
                               "data": data["two"], "img_size": args.unit_size, "batch_size": args.unit_batch})
+            if "cluit" in models:
+                cluit_batch = args.cluit_batch or (32 if cuda else 2)
+                specs.append({**common, "name": f"cluit 128px b{cluit_batch}", "impl": "ours", "model": "cluit",
+                              "data": data["classes"], "img_size": 128, "batch_size": cluit_batch})
         if "toy" in sizes:
             toy = {**common, "iters": args.toy_iters, "warmup": max(warmup, 2), "extra": {"toy": True},
                    "threads": args.toy_threads or None, "impl": "ours"}
@@ -558,6 +563,8 @@ def main():
                 specs.append({**toy, "name": "funit toy", "model": "funit", "data": data["classes"]})
             if "unit" in models:
                 specs.append({**toy, "name": "unit toy", "model": "unit", "data": data["two"]})
+            if "cluit" in models:
+                specs.append({**toy, "name": "cluit toy", "model": "cluit", "data": data["classes"]})
 
         for i, spec in enumerate(specs):
             print(f"[{i + 1}/{len(specs)}] {spec['impl']}: {spec['name']} on {device} ...", file=sys.stderr, flush=True)
