@@ -23,6 +23,7 @@ from unit_eval.baselines.gpunit.networks import (ContentEncoder, Discriminator, 
 from unit_eval.baselines.gpunit.recipe import GPUNITRecipe
 from unit_eval.baselines.gpunit.sampler import fit_sampler, oversample_rare
 from unit_eval.baselines.gpunit.stage1 import AutoEncoder
+from unit_eval.cache import sha256_file
 from unit_eval.checkpoint import load_run, save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import Translator, load_checkpoint_translator
@@ -466,6 +467,18 @@ def test_perceptual_loss_and_vgg19_file(tmp_path, monkeypatch):
                             tv["features.0.weight"], tv["features.0.bias"], padding=1))
     assert torch.allclose(fx[0], first, atol=1e-5)
     assert torch.allclose(perceptual.vgg_loss(vgg, x, y), sum(0.3 * F.l1_loss(a, b) for a, b in zip(fx, fy)))
+    # stage II with the perceptual term: the recipe finds the file through $UNIT_EVAL_VGG19_WEIGHTS (pin of this file)
+    monkeypatch.setattr(perceptual, "VGG19_SHA256_PREFIX", sha256_file(path)[:8])
+    monkeypatch.setenv(perceptual.ENV_VAR, str(path))
+    torch.manual_seed(0)
+    enc = tmp_path / "enc.pt"
+    torch.save(ContentEncoder(8, 3, 32, sn=True).state_dict(), enc)
+    recipe = GPUNITRecipe({**GPUNITRecipe.default_config(iters=1, **TOY), "content_encoder": str(enc), "vgg_w": 1.0},
+                          2, torch.device("cpu"))
+    lab = torch.tensor([0, 1])
+    parts = recipe.train_step({"source": {"image": x.expand(2, -1, -1, -1), "label": lab},
+                               "target": {"image": torch.cat([x, y]), "label": lab}}, 0)
+    assert parts["g_rec_vgg"] > 0 and parts["g_rec"] == pytest.approx(parts["g_rec_l1"] + parts["g_rec_vgg"], rel=1e-5)
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "bad.pth")
     with pytest.raises(UnitEvalError, match="does not hold torchvision VGG19"):
         perceptual.load_vgg19(str(tmp_path / "bad.pth"), torch.device("cpu"), check_pin=False)

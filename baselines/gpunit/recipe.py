@@ -86,16 +86,17 @@ class GPUNITRecipe(Recipe):
         validate_config(cfg)
         self.stage = int(cfg["stage"])
         self.vgg, self.samplers, self.style_means = None, [], None
+        if self.stage == 2:
+            if not cfg.get("content_encoder"):
+                raise UnitEvalError("gpunit stage 2 needs the stage-I content encoder: --set content_encoder=FILE with GP-UNIT's "
+                                    "content_encoder.pt or a run.pt of `unit-eval train gpunit --set stage=1` (see baselines/gpunit/recipe.py)")
+            state, self.content_encoder_sha256 = load_content_encoder(cfg["content_encoder"], int(cfg["nef"]), int(cfg["n_down"]))
         if float(cfg["vgg_w"]) > 0:
             from .perceptual import load_vgg19
             self.vgg = load_vgg19(cfg["vgg19"], self.device)
         if self.stage == 1:
             self._init_stage1()
             return
-        if not cfg.get("content_encoder"):
-            raise UnitEvalError("gpunit stage 2 needs the stage-I content encoder: --set content_encoder=FILE with GP-UNIT's "
-                                "content_encoder.pt or a run.pt of `unit-eval train gpunit --set stage=1` (see baselines/gpunit/recipe.py)")
-        state, self.content_encoder_sha256 = load_content_encoder(cfg["content_encoder"], int(cfg["nef"]), int(cfg["n_down"]))
         self.enc = ContentEncoder(int(cfg["nef"]), int(cfg["n_down"]), int(cfg["img_size"])).to(self.device)
         self.enc.load_state_dict(state)
         self.enc.eval().requires_grad_(False)
