@@ -156,6 +156,10 @@ class ContrastiveDiscriminator(nn.Module):
         h = self.trunk(x)
         return self.adv_head(h).squeeze(1), F.normalize(self.con_head(h).float(), dim=1)
 
+    def logit(self, x: torch.Tensor) -> torch.Tensor:
+        """The GAN logit alone (B)."""
+        return self.adv_head(self.trunk(x)).squeeze(1)
+
     def represent(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised contrastive representation alone (Eq. 1: normalised "to prevent collapsing")."""
         return F.normalize(self.con_head(self.trunk(x)).float(), dim=1)

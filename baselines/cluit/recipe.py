@@ -17,14 +17,17 @@ One iteration (``train_step``) on a batch x of B images (B even; under DDP each 
    random crops of each image with the augmentation's crop range (A.2), their mean representation.
 4. Enqueue this step's keys (all ranks' under DDP, first-in first-out); EMA of G, E and D (``ema_beta``).
 
-Read from the paper: batch 32 (A.2), tau 0.07 and a dictionary of 2048 negatives (A.2), representation 256-d and
+Read from the paper: batch 32 (Sec. 4), tau 0.07 and a dictionary of 2048 negatives (A.2), representation 256-d and
 style 128-d (A.1), the non-saturating loss with lazy R1 (A.2), Adam (A.2), EMA of all modules for evaluation (A.2),
-patch aggregation with 4 patches (Table 3's PatchMean-4 equals the full model of Table 2: 17.84 / 96.1), crops of
-0.125-1.0 (Table 2), flips, affine (rotation, shear, shift) and colour augmentation (Sec. 4.2), 100K iterations
-(the issue's schedule; the paper's text states none).
+patch aggregation with 4 patches ("We use [.] patches" is blank, but Table 3's PatchMean-4 row repeats the full
+model's 17.84 / 96.1 of Table 2), crops of
+0.125-1.0 (Table 2), flips, affine (rotation, shear, shift) and colour augmentation (Sec. 4.2), 100,000 iterations
+(Sec. 4 "Implementation").
 
-Left open (the stored paper text has lost A.2's numbers: "We set [lambdas]", "gamma [.] for CelebA and [.] for
-AFHQ", Adam's betas and the learning rate are blank), chosen here, each a ``--set`` key:
+Left open: Eq. 6 has three loss weights, and Sec. 4 "Implementation" / A.2 give two of them, R1's gamma for AFHQ,
+Adam's betas and the learning rate, but the stored paper text has lost every one of those numbers ("We set [.] and
+[.] in Equation 6", "[.] for CelebA and [.] for AFHQ", "with [.] and [.]", "set to [.]"). Chosen here, each a
+``--set`` key:
 
 - ``w_sty`` 1, ``w_cyc`` 1, ``w_con`` 1: StarGAN v2's AFHQ weights for its style and cycle terms (lambda_sty =
   lambda_cyc = 1), the code base the architecture tables follow; the discriminator's contrastive term unweighted.
@@ -34,7 +37,12 @@ AFHQ", Adam's betas and the learning rate are blank), chosen here, each a ``--se
 - Keys of the positive views and of the references come from D_ema, the momentum encoder of MoCo [9] the paper
   follows ("a memory bank architecture following MOCO"), momentum = ``ema_beta``; TUNIT does the same with its
   EMA guiding network. The dictionary starts as random unit vectors (MoCo's initial queue).
-- The fake term of D uses x_fake only; reconstructions are not shown to D (Eq. 2 has one fake term).
+- Patches and crops "of 1/8 to 1 of the full image dimension" are read as area fractions (RandomResizedCrop's
+  ``scale``, aspect 3/4-4/3), the form of SimCLR's pipeline that Sec. 4.2 follows; side fractions would reach 1/64
+  of the area.
+- The real term of D (and R1, and the query of L_con) covers all B images, inputs and references; the fake term
+  uses x_fake only (Eq. 2 has one fake term); R1 is taken on the GAN logit alone. The cycle decodes x_fake with
+  the input's own style E(x_in) (StarGAN v2's cycle; Eq. 3 names no style).
 - Augmentation ranges beyond the crop (rotation 20 deg, shear 10 deg, shift 10 %, colour jitter 0.4/0.4/0.4/0.1
   with p 0.8, grayscale p 0.2): see ``losses.py``.
 
@@ -129,7 +137,7 @@ class CluitRecipe(Recipe):
         x_real = x.detach().requires_grad_(lazy)
         real_logit, z_real = self.D(x_real)  # float32: R1 needs an accurate input gradient
         with self.autocast():
-            fake_logit = self.D(x_fake.float())[0]
+            fake_logit = self.D.logit(x_fake.float())
         l_real, l_fake = d_nonsat(real_logit, fake_logit)
         l_con = contrastive_loss(z_real, keys, self.queue, tau)
         d_loss = l_real + l_fake + float(cfg["w_con"]) * l_con
@@ -150,7 +158,7 @@ class CluitRecipe(Recipe):
         with self.autocast():
             x_fake = self.G(x_in, self.E(x_ref))
             x_cyc = self.G(x_fake, self.E(x_in))
-            fake_logit = self.D(x_fake)[0]
+            fake_logit = self.D.logit(x_fake)
             z_fake = patch_mean(self.D.represent, x_fake, n)
         with torch.no_grad():
             z_ref = patch_mean(self.D_ema.represent, x_ref, n)
