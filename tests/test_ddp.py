@@ -115,6 +115,12 @@ CLUIT_WORKER = textwrap.dedent(
     info = D.init(dev)
     cfg = CluitRecipe.default_config(iters=10, toy=True)
     cfg["r1_every"] = 2
+    from unit_eval.errors import UnitEvalError
+    try:  # a global batch of 2 leaves one image per process: nothing to split into input and reference
+        CluitRecipe({**cfg, "batch_size": 2}, 3, dev, distributed=True)
+        odd_refused = False
+    except UnitEvalError as exc:
+        odd_refused = "odd 1 per process" in str(exc)
     torch.manual_seed(100 + info.rank)  # different init and dictionary per rank: the recipe must broadcast rank 0's
     r = CluitRecipe(cfg, 3, dev, distributed=True)
     queue0 = r.queue.clone()
@@ -132,7 +138,7 @@ CLUIT_WORKER = textwrap.dedent(
         with open(result, "w") as fh:
             json.dump({"sums": gathered.tolist(), "losses": losses, "queue": list(r.queue.shape),
                        "distinct_data": not torch.equal(images[:2], images[2:]),
-                       "fifo": bool(torch.equal(r.queue[:-8], queue0[8:]))}, fh)
+                       "fifo": bool(torch.equal(r.queue[:-8], queue0[8:])), "odd_refused": odd_refused}, fh)
     summary = train("cluit", data, out, iters=2, seed=0, device="cpu", progress=False, log_every=1, sample_every=0,
                     ckpt_every=0, extra={"toy": True})
     print(f"<rank {info.rank} done {summary['iterations']}>", flush=True)
@@ -161,7 +167,7 @@ def test_cluit_two_process_gloo_training(tmp_path):
     res = json.loads(result.read_text())
     sums = np.array(res["sums"])
     np.testing.assert_array_equal(sums[0], sums[1])  # weights, EMA copies, dictionary (and its start) bit-identical
-    assert res["distinct_data"] and res["queue"] == [64, 16] and res["fifo"]  # 2 x 4 keys: both ranks' 2 per step
+    assert res["odd_refused"] and res["distinct_data"] and res["queue"] == [64, 16] and res["fifo"]  # 2 x 4 keys: both ranks' 2 per step
     assert ["D/r1" in step for step in res["losses"]] == [True, False]
     assert all(math.isfinite(v) for step in res["losses"] for v in step.values())
     run = torch.load(out / "run.pt", weights_only=True)

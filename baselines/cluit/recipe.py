@@ -97,6 +97,10 @@ class CluitRecipe(Recipe):
         super().__init__(config, num_classes, device, distributed)
         cfg = self.config
         _check_config(cfg)
+        world = dist_.info().world_size if self.distributed else 1
+        if (int(cfg["batch_size"]) // world) % 2:
+            raise UnitEvalError(f"CLUIT splits each process's batch into inputs and references: batch {cfg['batch_size']} "
+                                f"over {world} processes leaves an odd {int(cfg['batch_size']) // world} per process")
         self.G, self.E, self.D = build_networks(cfg)
         for net in (self.G, self.E, self.D):
             net.to(self.device)
