@@ -15,7 +15,8 @@ from unit_eval.evaluation import (legacy_real_flips, legacy_real_paths, sample_c
 from unit_eval.protocol_specs import KINDS, ClassFID, LegacyTunitMFID, list_protocols, load_protocol, protocol_names
 
 SHIPPED = {"tunit-mfid", "tunit-mkid", "tunit-mfid-legacy", "tunit-dc", "tunit-cluster", "cluit-mfid",
-           "lpips-diversity", "lpips-content", "unit-maps", "translation-accuracy"}
+           "lpips-diversity", "lpips-diversity-latent", "lpips-content", "unit-maps", "translation-accuracy",
+           "stargan-v2-fid", "stargan-v2-fid-latent"}
 
 
 def fabricated(k: int, per_class: int, prefix: str = "val") -> dict[str, list[Path]]:

@@ -398,7 +398,8 @@ def test_cli_status_json_and_fetch_from(fake_registry, cache):
     result = runner.invoke(weights_group, ["status", "--json"])
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
-    assert set(status) == {"inception", "lpips-alex", "lpips-vgg", "dinov2-vitl14", "dinov2-vitb14", "clip-vitl14-336"}
+    assert set(status) == {"inception", "lpips-alex", "lpips-vgg", "dinov2-vitl14", "dinov2-vitb14", "clip-vitl14-336",
+                           "torchvision-inception"}
     for entry in status.values():
         assert {"path", "source", "sha256"} <= set(entry)
     assert status["inception"]["present"] is False and status["inception"]["source"] is None

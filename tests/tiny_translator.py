@@ -53,6 +53,30 @@ class TinyTranslator:
         return torch.tanh(0.5 * self._content(source) + colour)
 
 
+class LatentTinyTranslator(TinyTranslator):
+    """TinyTranslator with latent-guided translation (GP-UNIT / StarGAN v2 style) and named domains.
+
+    ``sample_style(n, domain, generator)``: ``n`` 3-d codes, ``0.5 * randn(n, 3, generator=generator)`` plus the
+    domain's fixed colour (so codes depend on the domain asked for); ``translate_with_style(source, style)``:
+    ``tanh(0.5 * content(source) + code)``, the code added as a colour per image. Every ``sample_style`` call is
+    recorded in ``style_calls`` as (n, domain, the generator's seed, the codes)."""
+
+    def __init__(self, image_size: int = 32, num_domains: int = 3, device: str | torch.device = "cpu", seed: int = 0,
+                 domain_names: list[str] | None = None):
+        names = domain_names if domain_names is not None else [str(i) for i in range(num_domains)]
+        super().__init__(image_size, num_domains, device, seed, names)
+        self.style_calls: list[tuple[int, int | None, int | None, torch.Tensor]] = []
+
+    def sample_style(self, n: int, domain: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        codes = 0.5 * torch.randn(n, 3, generator=generator) + self.domain_colours[int(domain)].cpu()
+        self.style_calls.append((n, domain, None if generator is None else generator.initial_seed(), codes.clone()))
+        return codes
+
+    @torch.no_grad()
+    def translate_with_style(self, source: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(0.5 * self._content(source) + style.to(self.device).view(-1, 3, 1, 1))
+
+
 class NoClusterTranslator(TinyTranslator):
     """Lacks cluster(): protocols that need it must say so."""
 
@@ -65,3 +89,7 @@ def factory(device="cpu"):
 
 def factory_no_cluster(device="cpu"):
     return NoClusterTranslator(device=device)
+
+
+def latent_factory(device="cpu"):
+    return LatentTinyTranslator(device=device)

@@ -165,6 +165,18 @@ def float_to_uint8(x):
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
+def float_to_uint8_saved(x):
+    """Float in [-1, 1] -> the uint8 that StarGAN v2 writes to PNG (core/utils.py:52-59: ``(x + 1) / 2`` clamped to
+    [0, 1], then torchvision's ``save_image``: ``mul(255).add_(0.5).clamp_(0, 255)`` cast to uint8), in float32 step
+    by step: the cast truncates, so halves round up where :func:`float_to_uint8` rounds them to even."""
+    import torch
+
+    if not torch.isfinite(x).all():
+        raise UnitEvalError("model output contains NaN or infinite values")
+    y = ((x.float() + 1) / 2).clamp_(0, 1)
+    return y.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
 def save_image(array_or_tensor, path: str | os.PathLike) -> None:
     """Save an H x W x 3 uint8 array or 3 x H x W uint8 tensor as PNG (folders created)."""
     arr = array_or_tensor

@@ -57,6 +57,9 @@ class ProtocolSpec:
     evaluator: ClassVar[str] = ""
     check: ClassVar[str | None] = None
     paired: ClassVar[bool] = False
+    # how outputs become the uint8 pixels scored and saved: "round" (to nearest, ties to even) or "stargan-v2"
+    # (torchvision save_image's +0.5 and truncation: unit_eval.images.float_to_uint8_saved)
+    quantisation: ClassVar[str] = "round"
 
     def options(self) -> dict:
         """Every number-moving setting, for result rows (``file`` and prose excluded)."""
@@ -225,7 +228,7 @@ class TaskFID(ProtocolSpec):
     style codes from ``model.sample_style(n, domain=<t's index in domain_names>, generator=<seeded>)`` through
     ``model.translate_with_style``. Outputs are written to uint8 as StarGAN v2 saves them (PNG) and scored
     with ``preprocessing``; real set of the task = every ``real_split`` image of t. Rows: ``fid`` per task
-    (class ``"s2t"``) and its ``mean`` over tasks.
+    (class ``"s->t"``) and its ``mean`` over tasks.
     """
 
     input_split: str
@@ -237,6 +240,7 @@ class TaskFID(ProtocolSpec):
     metrics: ClassVar[tuple[str, ...]] = ("fid",)
     _choices: ClassVar[dict[str, tuple]] = {"guidance": ("reference", "latent"), "preprocessing": ("stargan-v2",)}
     evaluator: ClassVar[str] = "unit_eval.evaluation.task_fid:task_fid"
+    quantisation: ClassVar[str] = "stargan-v2"
     check: ClassVar[str | None] = "unit_eval.evaluation.guided:check"
 
 

@@ -26,7 +26,7 @@ from .. import sharding
 from ..errors import UnitEvalError
 from ..extractors.registry import EXTRACTORS
 from ..features import FeatureCache
-from ..images import float_to_uint8, list_class_folders, save_image
+from ..images import float_to_uint8, float_to_uint8_saved, list_class_folders, save_image
 from ..protocol_specs import PACKAGE, ProtocolSpec, load_protocol
 from ..results import MEAN, ProtocolResult
 from ..stagetimes import stage
@@ -234,7 +234,7 @@ class ProtocolRunner:
         if self.settings.save_images is None:
             return
         root = Path(self.settings.save_images) / spec.name / f"seed{self.seed}"
-        images = float_to_uint8(out).cpu()
+        images = (float_to_uint8_saved if spec.quantisation == "stargan-v2" else float_to_uint8)(out).cpu()
         for job, img in zip(jobs, images):
             save_image(img, root / f"{job.name}.png")
 

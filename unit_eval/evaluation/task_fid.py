@@ -7,7 +7,7 @@ The reference, read from clovaai/stargan-v2 (commit 875b70a; no code copied):
   (``mode='latent'``) or a reference image of t's validation set (``mode='reference'``), and every output is saved as
   a PNG in ``eval_dir/s2t`` (line 93).
 - ``core/utils.py:52-59``: ``save_image`` = ``(x + 1) / 2`` clamped to [0, 1], then torchvision's
-  ``utils.save_image`` (``mul(255).add_(0.5).clamp_(0, 255)``, cast to uint8: :func:`saved_uint8`); PNG is lossless,
+  ``utils.save_image`` (``mul(255).add_(0.5).clamp_(0, 255)``, cast to uint8: :func:`~unit_eval.images.float_to_uint8_saved`); PNG is lossless,
   so the uint8 values are what the FID reads back.
 - ``metrics/eval.py:122-143`` ``calculate_fid_for_all_tasks``: FID of each task's folder against ``train_img_dir/t``
   (every training image of t), then the arithmetic mean over tasks.
@@ -22,9 +22,8 @@ as :mod:`.guided` seeds them, so one seed scores FID and LPIPS diversity on the 
 """
 from __future__ import annotations
 
-import torch
-
 from ..errors import UnitEvalError
+from ..images import float_to_uint8_saved
 from ..protocol_specs import TaskFID
 from ..results import MEAN, ProtocolResult
 from .batches import ImageCache
@@ -34,15 +33,8 @@ from .sampling import sample_diversity
 QUANTISATION = "StarGAN v2 save_image: ((x + 1) / 2).clamp(0, 1).mul(255).add(0.5).clamp(0, 255) -> uint8 (PNG)"
 
 
-def saved_uint8(x: torch.Tensor) -> torch.Tensor:
-    """The uint8 pixels StarGAN v2 writes for float images in [-1, 1] (core/utils.py:52-59 + torchvision's
-    ``save_image``), float32 step by step in the same order: ``to(uint8)`` truncates, so +0.5 rounds half up."""
-    x = ((x.float() + 1) / 2).clamp_(0, 1)
-    return x.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-
-
 def task_name(source: str, target: str) -> str:
-    return f"{source}2{target}"  # StarGAN v2's task names (eval.py:55); the options list the pairs unambiguously
+    return f"{source}->{target}"  # StarGAN v2 writes "s2t" (eval.py:55), ambiguous with digit-named classes
 
 
 def task_fid(runner, spec: TaskFID, seed: int) -> ProtocolResult:
@@ -70,7 +62,7 @@ def task_fid(runner, spec: TaskFID, seed: int) -> ProtocolResult:
         mine = by_task[(s, t)]
         jobs = output_jobs(mine, g, spec.guidance)
         task_codes = None if codes is None else [codes[position[id(inp)]] for inp in mine]
-        batches = (saved_uint8(out) for _, out in guided_outputs(runner, spec, jobs, images, task_codes, g, name))
+        batches = (float_to_uint8_saved(out) for _, out in guided_outputs(runner, spec, jobs, images, task_codes, g, name))
         fake[name] = extractor.stream(batches, total=len(jobs), desc=f"{name} features")
     real = {name: runner.real.gaussian(train[t], extractor, size, spec.resize_filter, f"real {t}")
             for (s, t), name in zip(tasks, names)}
