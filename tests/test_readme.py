@@ -45,6 +45,7 @@ def test_readme_shows_many_commands():
 def test_readme_command_parses(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "downloads").mkdir()  # the folder the README's `weights fetch --from` example names
+    (tmp_path / "downloads" / "inception_v3_google-0cc3c7bd.pth").touch()  # and the file another one names
     args = shlex.split(command)[1:]
     ctx = cli.make_context("unit-eval", list(args), resilient_parsing=True)
     group, name, rest = cli, args[0], args[1:]
