@@ -1,4 +1,5 @@
-"""Training speed of the bundled trainers (TUNIT, FUNIT, UNIT, CLUIT), and of the official TUNIT beside ours.
+"""Training speed of the bundled trainers (TUNIT, FUNIT, UNIT, CLUIT, GP-UNIT), and of the official TUNIT and
+GP-UNIT beside ours.
 
     python benchmarks/bench_train.py                                   # all models, device auto
     python benchmarks/bench_train.py --device cpu --threads 1 --official-tunit /tmp/tunit-official --json
@@ -24,6 +25,18 @@ What is measured, each configuration in its own child process (so peak memories 
   defaults to bf16 autocast on CUDA, the official code runs float32).
 - FUNIT at 128 px (published load 140 -> crop 128), batch 64 on CUDA (``--funit-batch``; 2 on CPU),
   UNIT at batch 1, 256 px on CUDA and 128 px on CPU (``--unit-size``; digits upscaled where needed).
+- GP-UNIT stage II at its published 256 px (load 286, crop 256), batch 16 on CUDA (``--gpunit-batch``; 2 on CPU),
+  with a content encoder and VGG19 of random weights in the official files' layouts (written to the work folder:
+  same compute; the VGG19 pin is set to that file's digest in the child), and the per-domain sampler fitting of
+  ``finalize`` skipped like every finalize here.
+- official GP-UNIT (``--official-gpunit PATH``, a checkout of github.com/williamyang1991/GP-UNIT, tested at
+  d59695e): its ``train.train`` loop with its networks, ``create_unpaired_dataloader`` (no workers on CPU), Adam
+  settings and VGGLoss, on the digits' first five classes as sources and the last five as targets, at the same
+  batch. Shims, applied at run time: ``faiss`` and ``cv2`` (imported, unused while training) stubbed;
+  ``torchvision.models.vgg19`` built without downloading (random weights, same compute); ``.cuda()`` kept on the
+  CPU there; its sample-grid ``utils.save_image`` (a removed ``range=`` argument) and end-of-run sampler fitting
+  and checkpoint skipped. Per-iteration times are stamped at its ``moving_average`` call (the last thing of every
+  iteration), losses read from its progress-bar line.
 - the toy configurations the tests use (``extra={"toy": True}``, 32 px, one thread as the tests).
 - official TUNIT (``--official-tunit PATH``): its own ``main.build_model`` (networks, optimisers),
   ``get_dataset``/``get_loader`` (its data pipeline and augmentations, on the same images laid out
@@ -76,6 +89,11 @@ LOSS_PAIRS = (("E/moco", "C/MOCO"), ("E/iic", "C/IIC"), ("E/total", "C/LOSS"), (
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+# ours -> official GP-UNIT progress-bar names (its bar prints 3 decimals: R1, ~1e-8 early on, reads 0.000 there)
+GPUNIT_LOSS_PAIRS = (("g_adv", "Lg"), ("g_con", "Lcon"), ("g_sty", "Lsty"), ("g_msk", "Lmsk"), ("g_rec", "Lrec"),
+                     ("d_adv", "Ld"))
+
+
 def machine() -> dict:
     import torch
 
@@ -185,6 +203,8 @@ def _child_ours(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats(dev)
     total = spec["warmup"] + spec["iters"]
     overrides = dict(spec.get("overrides") or {})
+    if spec["model"] == "gpunit":
+        overrides.update(_gpunit_files(spec, Path(spec["workdir"])))
     if spec["model"] == "tunit" and spec.get("phase"):
         overrides["warmup_iters"] = total if spec["phase"] == "warmup" else 0
     out = Path(spec["workdir"]) / "run"
@@ -212,6 +232,153 @@ def _child_ours(spec: dict) -> dict:
     if spec["model"] == "tunit":
         res["config"]["warmup_iters"] = config.get("warmup_iters")
     return res
+
+
+def _gpunit_files(spec: dict, folder: Path) -> dict:
+    """A GP-UNIT content encoder and (unless toy) VGG19 of random weights in the official files' layouts."""
+    import torch
+
+    from unit_eval.baselines.gpunit import perceptual
+    from unit_eval.baselines.gpunit.networks import ContentEncoder
+    from unit_eval.baselines.gpunit.recipe import PUBLISHED, TOY
+    from unit_eval.cache import sha256_file
+
+    cfg = {**PUBLISHED, **(TOY if (spec.get("extra") or {}).get("toy") else {})}
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    enc = folder / "content_encoder.pt"
+    torch.save(ContentEncoder(cfg["nef"], cfg["n_down"], sn=True).state_dict(), enc)
+    out = {"content_encoder": str(enc)}
+    if cfg["vgg_w"]:
+        vgg = folder / perceptual.VGG19_FILE
+        net = perceptual.VGG19Features()
+        torch.save({f"features.{i}.{p}": getattr(net.features[i], p) for i in perceptual.CONVS for p in ("weight", "bias")}, vgg)
+        perceptual.VGG19_SHA256_PREFIX = sha256_file(vgg)[:8]  # this child only: random weights, same compute
+        out["vgg19"] = str(vgg)
+    return out
+
+
+def _child_official_gpunit(spec: dict) -> dict:
+    """The official GP-UNIT ``train.train`` loop (module docstring), timed per iteration."""
+    import re
+    import types
+
+    import torch
+    import torchvision
+
+    path = str(Path(spec["official"]).resolve())
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    sys.path.insert(0, path)
+    dev = torch.device(spec["device"])
+    rss_before = _status_mb("VmRSS")
+    shims = []
+    for name in ("faiss", "cv2"):
+        if name not in sys.modules:
+            try:
+                __import__(name)
+            except ImportError:
+                sys.modules[name] = types.ModuleType(name)
+                shims.append(f"{name} (not installed; unused while training) stubbed")
+    real_vgg19 = torchvision.models.vgg19
+    torchvision.models.vgg19 = lambda *a, **k: real_vgg19(weights=None)
+    shims.append("torchvision.models.vgg19(pretrained=True) -> random weights (no download; same compute)")
+    if dev.type == "cpu":
+        torch.Tensor.cuda = lambda self, *a, **k: self.to("cpu")
+        torch.nn.Module.cuda = lambda self, *a, **k: self.to("cpu")
+        shims.append("Tensor.cuda / Module.cuda -> .to('cpu')")
+    torch.manual_seed(0)
+    np.random.seed(0)
+    import random
+
+    random.seed(0)
+    import train as official  # the official train.py (its __main__ block does not run)
+    from dataset import create_unpaired_dataloader
+    from model.content_encoder import ContentEncoder
+    from model.discriminator import Discriminator
+    from model.generator import Generator
+    from model.vgg import VGGLoss
+
+    official.utils = types.SimpleNamespace(save_image=lambda *a, **k: None)
+    shims.append("train.utils.save_image (sample grid; its range= argument is gone from torchvision) skipped")
+    stamps, cpu_stamps, losses = [], [], {}
+    real_ma = official.moving_average
+    total = spec["warmup"] + spec["iters"]
+
+    class _Done(Exception):
+        pass
+
+    def moving_average(*a, **k):  # the last call of every official iteration
+        real_ma(*a, **k)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
+        if len(stamps) == total:  # stop before its end-of-run sampler fitting and checkpoint
+            raise _Done
+
+    official.moving_average = moving_average
+    real_tqdm = official.tqdm
+
+    class _Bar:
+        def __init__(self, *a, **k):
+            self.it = real_tqdm(*a, **{**k, "disable": True})
+
+        def __iter__(self):
+            return iter(self.it)
+
+        def set_description(self, message):
+            for key, value in re.findall(r"L(\w+): (-?[0-9.]+(?:e-?\d+)?)", message):
+                losses.setdefault("L" + key, []).append(float(value))
+
+    official.tqdm = _Bar
+    work = Path(spec["workdir"])
+    args = official.TrainOptions().parser.parse_args([
+        "--task", "bench", "--iter", str(total + 1), "--batch", str(spec["batch_size"]), "--model_path", str(work),
+        "--source_paths", *spec["sources"], "--target_paths", *spec["targets"]])
+    args.source_num, args.target_num = [int(1e8)] * len(args.source_paths), [int(1e8)] * len(args.target_paths)
+    (work / "log" / "bench").mkdir(parents=True, exist_ok=True)
+    os.chdir(work)
+    net_ec = ContentEncoder().to(dev)
+    for p in net_ec.parameters():
+        p.requires_grad = False
+    official.netEC = net_ec
+    net_g, net_d = Generator().to(dev), Discriminator().to(dev)
+    net_g.init_weights("kaiming", 0.02)
+    net_d.init_weights("kaiming", 0.02)
+    import copy
+
+    net_g_ema = copy.deepcopy(net_g)
+    for p in net_g_ema.parameters():
+        p.requires_grad = False
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=args.lr, betas=(0.0, 0.99), weight_decay=1e-4)
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=args.lr, betas=(0.0, 0.99), weight_decay=1e-4)
+    workers = spec.get("workers", 0)
+    loader = create_unpaired_dataloader(args.source_paths, args.target_paths, args.source_num, args.target_num,
+                                        args.batch, nworkers=workers)
+    vgg = VGGLoss()
+    vgg.vgg = vgg.vgg.to(dev)
+    vgg.vgg.mean, vgg.vgg.std = vgg.vgg.mean.to(dev), vgg.vgg.std.to(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        official.train(args, loader, None, net_g, net_d, opt_g, opt_d, net_g_ema, vgg, None, device=str(dev))
+    except _Done:
+        pass
+    wall = time.perf_counter() - t0
+    if len(stamps) != total:
+        raise RuntimeError(f"expected {total} moving_average() calls (one per iteration), saw {len(stamps)}")
+    times = [stamps[0] - t0] + [b - a for a, b in zip(stamps, stamps[1:])]
+    cpu = [b - a for a, b in zip([c0] + cpu_stamps, cpu_stamps)]
+    commit = None
+    try:
+        commit = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"iter_times_s": times, "iter_cpu_s": cpu, "losses": losses, "wall_s": wall, "rss_before_mb": rss_before,
+            "shims": shims, "official_commit": commit,
+            "config": {"img_size": 256, "load_size": 286, "batch_size": args.batch, "workers": workers, "amp": False}}
 
 
 def _child_official(spec: dict) -> dict:
@@ -390,7 +557,10 @@ def child_main(spec_path: str) -> None:
 
     res = {"ok": False}
     try:
-        res = _child_official(spec) if spec["impl"] == "official" else _child_ours(spec)
+        if spec["impl"] != "official":
+            res = _child_ours(spec)
+        else:
+            res = _child_official_gpunit(spec) if spec["model"] == "gpunit" else _child_official(spec)
         res["ok"] = True
     except BaseException as exc:  # reported by the parent, with the log tail
         import traceback
@@ -447,10 +617,10 @@ def run_config(spec: dict, workdir: Path, timeout: float) -> dict:
     return out
 
 
-def compare_losses(ours: dict, official: dict) -> list[dict]:
+def compare_losses(ours: dict, official: dict, pairs=LOSS_PAIRS) -> list[dict]:
     """Per loss: signed means, and the ratio of mean absolute values (early GAN losses swing in sign)."""
     rows = []
-    for a, b in LOSS_PAIRS:
+    for a, b in pairs:
         va, vb = ours["losses"].get(a), official["losses"].get(b)
         if not va or not vb or any(x is None for x in va + vb):
             continue
@@ -475,7 +645,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when available)")
-    parser.add_argument("--models", default="tunit,funit,unit,cluit", help="comma list of tunit, funit, unit, cluit")
+    parser.add_argument("--models", default="tunit,funit,unit,cluit,gpunit", help="comma list of tunit, funit, unit, cluit, gpunit")
     parser.add_argument("--sizes", default="paper,toy", help="comma list: paper (published sizes), toy (test configs)")
     parser.add_argument("--iters", type=int, default=None,
                         help="measured iterations per paper-size configuration (default 50 on CUDA, 2 on CPU)")
@@ -491,6 +661,8 @@ def main():
     parser.add_argument("--unit-size", type=int, default=None, help="UNIT resolution (default 256 on CUDA, 128 on CPU)")
     parser.add_argument("--unit-batch", type=int, default=1)
     parser.add_argument("--cluit-batch", type=int, default=None, help="CLUIT batch (default: the paper's 32 on CUDA, 2 on CPU)")
+    parser.add_argument("--gpunit-batch", type=int, default=None, help="GP-UNIT batch (default: the official 16 on CUDA, 2 on CPU)")
+    parser.add_argument("--official-gpunit", metavar="PATH", help="checkout of github.com/williamyang1991/GP-UNIT to run beside ours")
     parser.add_argument("--per-class", type=int, default=60, help="digit images per class written at 128 px")
     parser.add_argument("--official-tunit", metavar="PATH", help="checkout of github.com/clovaai/tunit to run beside ours")
     parser.add_argument("--official-workers", type=int, default=None,
@@ -519,6 +691,8 @@ def main():
     tunit_batch = args.tunit_batch or (32 if cuda else 2)
     args.unit_size = args.unit_size or (256 if cuda else 128)
     official_workers = args.official_workers if args.official_workers is not None else (4 if cuda else 0)
+    if args.official_gpunit and not (Path(args.official_gpunit) / "model" / "generator.py").exists():
+        parser.error(f"--official-gpunit {args.official_gpunit}: not a williamyang1991/GP-UNIT checkout (no model/generator.py)")
     if args.official_tunit and not (Path(args.official_tunit) / "train" / "train_unsupervised.py").exists():
         parser.error(f"--official-tunit {args.official_tunit}: not a clovaai/tunit checkout (no train/train_unsupervised.py)")
 
@@ -553,6 +727,16 @@ def main():
                 cluit_batch = args.cluit_batch or (32 if cuda else 2)
                 specs.append({**common, "name": f"cluit 128px b{cluit_batch}", "impl": "ours", "model": "cluit",
                               "data": data["classes"], "img_size": 128, "batch_size": cluit_batch})
+            if "gpunit" in models:
+                gpunit_batch = args.gpunit_batch or (16 if cuda else 2)
+                name = f"gpunit 256px b{gpunit_batch}"
+                specs.append({**common, "name": name, "impl": "ours", "model": "gpunit", "data": data["classes"],
+                              "batch_size": gpunit_batch})
+                if args.official_gpunit:
+                    folders = sorted(str(p) for p in Path(data["classes"]).iterdir() if p.is_dir())
+                    specs.append({**common, "name": name, "impl": "official", "model": "gpunit", "official": args.official_gpunit,
+                                  "sources": folders[:5], "targets": folders[5:], "batch_size": gpunit_batch,
+                                  "workers": official_workers})
         if "toy" in sizes:
             toy = {**common, "iters": args.toy_iters, "warmup": max(warmup, 2), "extra": {"toy": True},
                    "threads": args.toy_threads or None, "impl": "ours"}
@@ -565,6 +749,8 @@ def main():
                 specs.append({**toy, "name": "unit toy", "model": "unit", "data": data["two"]})
             if "cluit" in models:
                 specs.append({**toy, "name": "cluit toy", "model": "cluit", "data": data["classes"]})
+            if "gpunit" in models:
+                specs.append({**toy, "name": "gpunit toy", "model": "gpunit", "data": data["classes"]})
 
         for i, spec in enumerate(specs):
             print(f"[{i + 1}/{len(specs)}] {spec['impl']}: {spec['name']} on {device} ...", file=sys.stderr, flush=True)
@@ -588,7 +774,8 @@ def main():
             cmp = {"config": o["name"], "official": r["name"]}
             if o.get("ok") and r.get("ok"):
                 cmp.update(speedup=o["it_per_s"] / r["it_per_s"], ours_it_per_s=o["it_per_s"], official_it_per_s=r["it_per_s"],
-                           speedup_best_iter=r["min_s_per_iter"] / o["min_s_per_iter"], losses=compare_losses(o, r))
+                           speedup_best_iter=r["min_s_per_iter"] / o["min_s_per_iter"],
+                           losses=compare_losses(o, r, GPUNIT_LOSS_PAIRS if r["model"] == "gpunit" else LOSS_PAIRS))
                 if o.get("mean_cpu_s_per_iter") and r.get("mean_cpu_s_per_iter"):
                     cmp["cpu_time_ratio"] = r["mean_cpu_s_per_iter"] / o["mean_cpu_s_per_iter"]
                 if o.get("peak_gpu_allocated_mb") and r.get("peak_gpu_allocated_mb"):
