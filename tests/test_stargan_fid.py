@@ -430,3 +430,25 @@ def test_weights_fetch_from_file_pin_and_layout(provided, tmp_path, monkeypatch)
                                                                         sha256=(feature_nets.artifacts._sha256(other),)))
     with pytest.raises(UnitEvalError, match="is not torchvision's ImageNet Inception-V3 layout: 2 missing keys"):
         get_extractor(NAME, device="cpu", weights=other)
+
+
+def test_fid_and_diversity_score_the_same_outputs_for_one_seed(digits3):
+    """One seed: stargan-v2-fid and lpips-diversity translate the same (source, reference) pairs, and their latent
+    variants draw the same codes, so FID and diversity describe the same outputs (as in StarGAN v2's one loop)."""
+    from .test_protocol_runner import FakeLpips
+
+    factory, _ = fake_factory()
+    pairs = []
+    for name in ("stargan-v2-fid", "lpips-diversity"):
+        model = Recorder()
+        make_runner(digits3, model, factory, lpips_factory=lambda n: FakeLpips()).run(
+            replace(load_protocol(name), outputs_per_input=2), seed=4)
+        pairs.append(sorted(model.pairs))
+    assert pairs[0] == pairs[1] and len(pairs[0]) == 9 * 2 * 2
+    codes = []
+    for name in ("stargan-v2-fid-latent", "lpips-diversity-latent"):
+        model = LatentTinyTranslator(SIZE, 3)
+        make_runner(digits3, model, factory, lpips_factory=lambda n: FakeLpips()).run(
+            replace(load_protocol(name), outputs_per_input=2), seed=4)
+        codes.append([(d, s, c.numpy().tobytes()) for _, d, s, c in model.style_calls])
+    assert codes[0] == codes[1] and len(codes[0]) == 9 * 2
