@@ -452,3 +452,13 @@ def test_fid_and_diversity_score_the_same_outputs_for_one_seed(digits3):
             replace(load_protocol(name), outputs_per_input=2), seed=4)
         codes.append([(d, s, c.numpy().tobytes()) for _, d, s, c in model.style_calls])
     assert codes[0] == codes[1] and len(codes[0]) == 9 * 2
+
+
+def test_latent_mode_needs_no_references(digits3):
+    """Latent-guided inputs draw no references: 5 outputs per input from 3 test images per class is fine."""
+    factory, _ = fake_factory()
+    spec = replace(load_protocol("stargan-v2-fid-latent"), outputs_per_input=5)
+    result = make_runner(digits3, LatentTinyTranslator(SIZE, 3), factory).run(spec)
+    assert result.n_fake["mean"] == 9 * 2 * 5
+    with pytest.raises(UnitEvalError, match="references of class '0': needs 5 images, the split has 3"):
+        make_runner(digits3, LatentTinyTranslator(SIZE, 3), factory).run(replace(spec, guidance="reference"))

@@ -20,7 +20,7 @@ import torch
 from ..errors import UnitEvalError
 from ..translator import require
 from .batches import ImageCache
-from .sampling import DiversityInput, Job, pooled, rng_for
+from .sampling import DiversityInput, Job, pooled, rng_for, sample_diversity
 
 # What result rows record about latent-guided codes.
 LATENT_CODES = ("model.sample_style(n, domain=<the target's index in domain_names>, generator=<CPU torch.Generator "
@@ -49,6 +49,13 @@ def domain_indices(runner, spec, classes: list[str]) -> dict[str, int]:
     if missing:
         raise UnitEvalError(f"{spec.name}: the dataset's classes {missing} are not among the model's domain_names {names}")
     return {c: names.index(c) for c in classes}
+
+
+def guided_inputs(split: dict[str, list[Path]], per_input: int, targets: str, guidance: str, seed: int
+                  ) -> list[DiversityInput]:
+    """The inputs and their targets (:func:`~.sampling.sample_diversity`); latent-guided inputs draw no references,
+    so a class with fewer images than ``per_input`` can still be a target."""
+    return sample_diversity(split, per_input if guidance == "reference" else 0, targets, seed)
 
 
 def output_jobs(inputs: list[DiversityInput], per_input: int, guidance: str) -> list[Job]:

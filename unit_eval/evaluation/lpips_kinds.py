@@ -10,8 +10,8 @@ from ..protocol_specs import LpipsContent, LpipsDiversity
 from ..results import MEAN, ProtocolResult
 from ..stagetimes import stage
 from .batches import ImageCache
-from .guided import LATENT_CODES, guided_outputs, latent_codes, output_jobs
-from .sampling import sample_class_fid, sample_diversity
+from .guided import LATENT_CODES, guided_inputs, guided_outputs, latent_codes, output_jobs
+from .sampling import sample_class_fid
 
 
 def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
@@ -21,7 +21,7 @@ def diversity(runner, spec: LpipsDiversity, seed: int) -> ProtocolResult:
     split = runner.split(spec.input_split)
     classes = list(split)
     size = runner.image_size
-    inputs = sample_diversity(split, spec.outputs_per_input, spec.targets, seed)
+    inputs = guided_inputs(split, spec.outputs_per_input, spec.targets, spec.guidance, seed)
     g = spec.outputs_per_input
     jobs = output_jobs(inputs, g, spec.guidance)
     codes = latent_codes(runner, spec, inputs, split, g, seed) if spec.guidance == "latent" else None

@@ -27,8 +27,7 @@ from ..images import float_to_uint8_saved
 from ..protocol_specs import TaskFID
 from ..results import MEAN, ProtocolResult
 from .batches import ImageCache
-from .guided import LATENT_CODES, guided_outputs, latent_codes, output_jobs
-from .sampling import sample_diversity
+from .guided import LATENT_CODES, guided_inputs, guided_outputs, latent_codes, output_jobs
 
 QUANTISATION = "StarGAN v2 save_image: ((x + 1) / 2).clamp(0, 1).mul(255).add(0.5).clamp(0, 255) -> uint8 (PNG)"
 
@@ -48,7 +47,7 @@ def task_fid(runner, spec: TaskFID, seed: int) -> ProtocolResult:
     extractor = runner.extractor(spec.preprocessing)
     size = runner.image_size
     g = spec.outputs_per_input
-    inputs = sample_diversity(split, g, "all-other", seed)
+    inputs = guided_inputs(split, g, "all-other", spec.guidance, seed)
     tasks = [(s, t) for t in classes for s in classes if s != t]  # eval.py:37-48: targets sorted, then sources
     names = [task_name(s, t) for s, t in tasks]
     if len(set(names)) != len(names):
