@@ -462,3 +462,16 @@ def test_latent_mode_needs_no_references(digits3):
     assert result.n_fake["mean"] == 9 * 2 * 5
     with pytest.raises(UnitEvalError, match="references of class '0': needs 5 images, the split has 3"):
         make_runner(digits3, LatentTinyTranslator(SIZE, 3), factory).run(replace(spec, guidance="reference"))
+
+
+def test_bootstrap_intervals_per_task_and_mean(digits3):
+    from unit_eval.evaluation.intervals import BootstrapPlan
+
+    factory, made = fake_factory()
+    settings = Settings(device=CPU, batch_size=4, cache=None, progress=False, bootstrap=BootstrapPlan(20, real=True))
+    runner = ProtocolRunner(resolve_dataset(digits3), model=TinyTranslator(SIZE, 3), settings=settings,
+                            extractor_factory=factory)
+    result = runner.run(replace(load_protocol("stargan-v2-fid"), outputs_per_input=2))
+    assert set(result.intervals) == {"fid"} and set(result.intervals["fid"]) == set(result.values["fid"])
+    assert all(r["ci_low"] is not None and r["ci_low"] <= r["ci_high"] for r in result.rows("tiny"))
+    assert made["stargan-v2"].files_calls == 3 * 4  # each class's train set extracted once, not once per task

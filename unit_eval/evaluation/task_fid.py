@@ -63,10 +63,12 @@ def task_fid(runner, spec: TaskFID, seed: int) -> ProtocolResult:
         task_codes = None if codes is None else [codes[position[id(inp)]] for inp in mine]
         batches = (float_to_uint8_saved(out) for _, out in guided_outputs(runner, spec, jobs, images, task_codes, g, name))
         fake[name] = extractor.stream(batches, total=len(jobs), desc=f"{name} features")
-    real = {name: runner.real.gaussian(train[t], extractor, size, spec.resize_filter, f"real {t}")
-            for (s, t), name in zip(tasks, names)}
     real_features = lambda: {name: runner.real.features(train[t], extractor, size, spec.resize_filter,  # noqa: E731
                                                         f"real {t}") for (s, t), name in zip(tasks, names)}
+    if runner.needs_real_features(spec):
+        real_features()  # extracted once: the Gaussians below are then built from them
+    real = {name: runner.real.gaussian(train[t], extractor, size, spec.resize_filter, f"real {t}")
+            for (s, t), name in zip(tasks, names)}
     extra = {"tasks": [[s, t] for s, t in tasks], "n_inputs": len(inputs), "quantisation": QUANTISATION,
              **({"style_codes": LATENT_CODES} if codes is not None else {})}
     result = runner.fid_result(spec, seed, real, fake, extractor, runner.options(spec, size, **extra), real_features)
