@@ -66,9 +66,15 @@ class ProtocolSpec:
         skip = {"file", "description", "notes", "source"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
+    def model_methods(self) -> tuple[str, ...]:
+        """The model methods this protocol calls (``needs``; latent-guided protocols replace ``translate``)."""
+        if getattr(self, "guidance", None) == "latent":
+            return tuple(m for m in self.needs if m != "translate") + ("sample_style", "translate_with_style")
+        return self.needs
+
     def summary(self) -> dict:
         return {"name": self.name, "kind": self.kind, "description": self.description, "source": self.source,
-                "file": self.file, "needs": list(self.needs), "fake_folder": self.fake_folder,
+                "file": self.file, "needs": list(self.model_methods()), "fake_folder": self.fake_folder,
                 "metrics": list(self.metrics), "seed": self.seed}
 
 

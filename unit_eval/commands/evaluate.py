@@ -100,7 +100,7 @@ def protocols_command(as_json):
     payload = {"protocols": [s.summary() for s in specs]}
     lines = []
     for s in specs:
-        lines.append(f"{s.name}  [{s.kind}; needs {', '.join(s.needs)}"
+        lines.append(f"{s.name}  [{s.kind}; needs {', '.join(s.model_methods())}"
                      f"{'; or --fake DIR' if s.fake_folder else ''}]")
         lines.append(f"    {s.description}")
         lines.append(f"    source: {s.source}")

@@ -18,7 +18,6 @@ from typing import Iterator
 import torch
 
 from ..errors import UnitEvalError
-from ..translator import require
 from .batches import ImageCache
 from .sampling import DiversityInput, Job, pooled, rng_for, sample_diversity
 
@@ -28,12 +27,10 @@ LATENT_CODES = ("model.sample_style(n, domain=<the target's index in domain_name
 
 
 def check(runner, spec) -> None:
-    """Before any generation: a latent-guided protocol's model samples styles and names every target class."""
-    if runner.model is None or spec.guidance != "latent":
-        return
-    require(runner.model, "sample_style", spec.name)
-    require(runner.model, "translate_with_style", spec.name)
-    domain_indices(runner, spec, list(runner.split(spec.input_split)))
+    """Before any generation: a latent-guided protocol's model names every target class (the runner has checked
+    ``sample_style`` and ``translate_with_style``: ``spec.model_methods()``)."""
+    if runner.model is not None and spec.guidance == "latent":
+        domain_indices(runner, spec, list(runner.split(spec.input_split)))
 
 
 def domain_indices(runner, spec, classes: list[str]) -> dict[str, int]:

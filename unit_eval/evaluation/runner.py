@@ -309,7 +309,7 @@ class ProtocolRunner:
         if self.fake_dir is not None and not spec.fake_folder:
             raise UnitEvalError(f"protocol {spec.name!r} needs a model (--ckpt or --model); a fake folder cannot stand in")
         if self.model is not None:
-            for method in spec.needs:
+            for method in spec.model_methods():
                 require(self.model, method, spec.name)
         if spec.paired and not hasattr(self.dataset, "pairs"):
             raise UnitEvalError(f"protocol {spec.name!r} needs a paired dataset (maps, or DIR/test/<source>,<target> "
