@@ -19,7 +19,7 @@ from unit_eval.baselines.common.loop import train
 from unit_eval.baselines.gpunit import losses, perceptual
 from unit_eval.baselines.gpunit.content_encoder import fold_spectral_norm, load_content_encoder, official_to_ours
 from unit_eval.baselines.gpunit.networks import (ContentEncoder, Discriminator, Generator, StyleSampler,
-                                                 add_spectral_norm)
+                                                 add_spectral_norm, init_kaiming)
 from unit_eval.baselines.gpunit.recipe import GPUNITRecipe
 from unit_eval.baselines.gpunit.sampler import fit_sampler, oversample_rare
 from unit_eval.baselines.gpunit.stage1 import AutoEncoder
@@ -235,6 +235,24 @@ def test_networks_match_official_gpunit():
     _close(_sums(t(_det_uniform("e", (4, 128)).float())), OFFICIAL["netT"])
 
 
+def test_discriminator_head_is_the_style_images_domain_and_init_is_kaimings():
+    torch.manual_seed(0)
+    d = add_spectral_norm(Discriminator(3, 32, 8, 32)).eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        every = d.linear(d.model(x)).flatten(1)  # B x 3 logits
+        picked, style = d(x, torch.tensor([2, 0, 1, 2]), 3)
+    assert torch.equal(picked, every[torch.arange(4), torch.tensor([2, 0, 1, 2])]) and style.shape == (4, 32)
+    # official init_weights('kaiming'): every conv/linear weight N(0, 2 / fan_in), every bias 0 (AdaIN's included)
+    recipe_gen = Generator(64, 5, 64, 256)
+    init_kaiming(recipe_gen)
+    lin = recipe_gen.model[1].reslayer.norm_0.style
+    assert torch.count_nonzero(lin.bias) == 0 and torch.count_nonzero(recipe_gen.model[1].rgblayer.bias) == 0
+    assert lin.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.05)
+    conv = recipe_gen.model[1].skiplayer.reset.weight
+    assert conv.std().item() == pytest.approx(math.sqrt(2 / conv[0].numel()), rel=0.05)
+
+
 # ----------------------------------------------------------------------------- official content-encoder file
 def test_official_content_encoder_layout_is_folded_and_checked(tmp_path):
     torch.manual_seed(1)
@@ -413,6 +431,80 @@ def test_stage1_pair_batches_share_crops_and_partners(tmp_path):
         # the partner holds the same file name (its class drawn among those that have it), cropped alike
         same_name = [j for j, p in enumerate(index.paths) if p.name == index.paths[i].name]
         assert any(torch.equal(xb[i], cropped(j, crops[i])) and int(lb[i]) == index.labels[j] for j in same_name)
+
+
+def test_stage1_loss_terms_reach_the_right_networks():
+    """Each stage-I term alone (the others' weights 0): which networks it trains; the classifier's gradient reaches
+    the content encoder reversed (gradient reversal layer)."""
+    from unit_eval.baselines.gpunit.stage1 import stage1_losses
+
+    torch.manual_seed(0)
+    ae = AutoEncoder(3, 8, 3, 32, 16)
+    g = torch.Generator().manual_seed(1)
+    imgs = [torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(6)]
+    labs = [torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([2, 0])]
+    names = ("lambda_app_rec", "lambda_shape_rec", "lambda_feat_dist", "lambda_shape_dist", "lambda_reg", "lambda_class")
+    trained = {}
+    for name in names:
+        cfg = {**{n: 0.0 for n in names}, name: 1.0, "vgg_w": 0.0}
+        ae.zero_grad(set_to_none=True)
+        total, _ = stage1_losses(ae, *imgs[:3], *labs, *imgs[3:], cfg)
+        total.backward()
+        trained[name] = {part for part in ("contentE", "styleE", "G", "C", "fc", "embed")
+                         if any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(ae, part).parameters())}
+    assert trained["lambda_app_rec"] == {"contentE", "styleE", "G", "fc", "embed"}
+    assert trained["lambda_shape_rec"] == trained["lambda_shape_dist"] == {"contentE", "G", "fc", "embed"}
+    assert trained["lambda_feat_dist"] == trained["lambda_reg"] == {"contentE"}
+    assert trained["lambda_class"] == {"contentE", "C"}
+    # the feature distance pulls E_c(x_a) towards a detached E_c(x_b): no gradient through x_b
+    xa, xb = imgs[1].clone().requires_grad_(True), imgs[2].clone().requires_grad_(True)
+    cfg = {**{n: 0.0 for n in names}, "lambda_feat_dist": 1.0, "vgg_w": 0.0}
+    stage1_losses(ae, imgs[0], xa, xb, *labs, *imgs[3:], cfg)[0].backward()
+    assert xa.grad.abs().sum() > 0 and (xb.grad is None or xb.grad.abs().sum() == 0)
+    ae.eval()  # no power iteration between the two passes
+    content = torch.randn(2, 1, 4, 4, requires_grad=True)
+    F.cross_entropy(ae.classify(content), torch.tensor([0, 2])).backward()
+    reversed_grad = content.grad.clone()
+    content.grad = None
+    x = content
+    for name in ("layer1", "layer2", "layer3"):
+        x = getattr(ae.C, name)(x)
+    F.cross_entropy(ae.C.fc3(x.flatten(1)), torch.tensor([0, 2])).backward()
+    assert torch.allclose(reversed_grad, -content.grad) and content.grad.abs().sum() > 0
+
+
+def test_ema_and_stage1_partner_crops_in_the_recipe(encoder_file, tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    cfg = {**GPUNITRecipe.default_config(iters=1, **TOY), "content_encoder": str(encoder_file)}
+    recipe = GPUNITRecipe(cfg, 2, torch.device("cpu"))
+    before = {k: v.clone() for k, v in recipe.gen_ema.state_dict().items()}
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    lab = torch.tensor([0, 1, 0, 1])
+    recipe.train_step({"source": {"image": x, "label": lab}, "target": {"image": x.flip(0), "label": lab}}, 0)
+    after, gen = recipe.gen_ema.state_dict(), recipe.gen.state_dict()
+    assert all(torch.allclose(after[k], 0.999 * before[k] + 0.001 * gen[k], atol=1e-7) for k in before)
+    assert not all(torch.equal(after[k], before[k]) for k in before)
+    # stage 1: the partners are loaded with the anchors' crops and flips
+    data = write_digits(tmp_path / "pairs", classes=(4, 7), per_class=2, size=36)
+    for p in data.rglob("*.png"):
+        m = tmp_path / "masks" / p.parent.name / p.name
+        m.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(p).save(m)
+    s1 = GPUNITRecipe({**GPUNITRecipe.default_config(iters=1, **TOY), "stage": 1, "masks": str(tmp_path / "masks")},
+                      2, torch.device("cpu"))
+    s1.bind_data(scan(data))
+    calls = []
+    real = s1.pairs.batch
+
+    def spy(ids, device, crops=None):
+        out = real(ids, device, crops)
+        calls.append((crops, out[3]))
+        return out
+
+    monkeypatch.setattr(s1.pairs, "batch", spy)
+    idx = {"index": torch.tensor([0, 3]), "image": torch.zeros(2, 3, 32, 32), "label": torch.tensor([0, 1])}
+    s1.train_step({"source": idx, "target": idx}, 0)
+    assert [c[0] is None for c in calls] == [True, True, False] and calls[2][0] == calls[1][1]
 
 
 # ----------------------------------------------------------------------------- losses by hand
