@@ -617,6 +617,17 @@ def test_bad_inputs_are_one_line_errors(digits3, encoder_file, tmp_path):
         GPUNITRecipe({**toy, "style_layer": 5}, 2, torch.device("cpu"))
 
 
+def test_content_encoder_from_the_environment_and_finalize_leaves_the_rng(digits3, encoder_file, monkeypatch):
+    monkeypatch.setenv("UNIT_EVAL_GPUNIT_CONTENT_ENCODER", str(encoder_file))
+    recipe = GPUNITRecipe({**GPUNITRecipe.default_config(iters=1, **TOY), **CHEAP}, 3, torch.device("cpu"))
+    assert recipe.run_config()["content_encoder_sha256"] == sha256_file(encoder_file)
+    from unit_eval.baselines.common.data import eval_batches
+
+    rng = torch.get_rng_state()
+    recipe.finalize(eval_batches(scan(digits3), 32, torch.device("cpu")))
+    assert torch.equal(torch.get_rng_state(), rng) and len(recipe.samplers) == 3
+
+
 def test_bf16_autocast_step_is_finite(encoder_file):
     torch.manual_seed(0)
     cfg = {**GPUNITRecipe.default_config(iters=1, **TOY), "content_encoder": str(encoder_file), "amp": True, "amp_cpu": True}

@@ -3,8 +3,9 @@
 
 Two stages, one model name, chosen with ``--set stage=1|2`` (default 2):
 
-* **stage 2** (translation, train.py) needs the stage-I content encoder: ``--set content_encoder=FILE``, the
-  official ``content_encoder.pt`` or a stage-I ``run.pt``. Without one the run is refused with one line: the
+* **stage 2** (translation, train.py) needs the stage-I content encoder: ``--set content_encoder=FILE`` (else
+  ``$UNIT_EVAL_GPUNIT_CONTENT_ENCODER``), the official ``content_encoder.pt`` or a stage-I ``run.pt``; its sha256
+  is stored in the run's config. Without one the run is refused with one line: the
   encoder is the BigGAN prior GP-UNIT is about, and the class folders of a translation data set have neither
   the generated pairs nor the masks stage I needs, so a stand-in encoder would silently be another model.
   One generator serves every class folder as a target domain: content images come from all classes, style
@@ -25,6 +26,8 @@ Not offered: the identity loss (``--use_idloss``, IR-SE50 weights; off by defaul
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from unit_eval.distributed import average_gradients, broadcast_module
@@ -37,6 +40,8 @@ from .adapter import GPUNITTranslator, gen_kwargs
 from .content_encoder import load_content_encoder
 from .networks import ContentEncoder, Discriminator, Generator, add_spectral_norm, init_kaiming
 from .sampler import fit_sampler
+
+CONTENT_ENCODER_ENV = "UNIT_EVAL_GPUNIT_CONTENT_ENCODER"
 
 PUBLISHED = {
     "stage": 2,
@@ -87,10 +92,12 @@ class GPUNITRecipe(Recipe):
         self.stage = int(cfg["stage"])
         self.vgg, self.samplers, self.style_means = None, [], None
         if self.stage == 2:
-            if not cfg.get("content_encoder"):
-                raise UnitEvalError("gpunit stage 2 needs the stage-I content encoder: --set content_encoder=FILE with GP-UNIT's "
-                                    "content_encoder.pt or a run.pt of `unit-eval train gpunit --set stage=1` (see baselines/gpunit/recipe.py)")
-            state, self.content_encoder_sha256 = load_content_encoder(cfg["content_encoder"], int(cfg["nef"]), int(cfg["n_down"]))
+            path = cfg.get("content_encoder") or os.environ.get(CONTENT_ENCODER_ENV)
+            if not path:
+                raise UnitEvalError("gpunit stage 2 needs the stage-I content encoder: --set content_encoder=FILE (or "
+                                    f"${CONTENT_ENCODER_ENV}=FILE) with GP-UNIT's content_encoder.pt or a run.pt of "
+                                    "`unit-eval train gpunit --set stage=1` (see baselines/gpunit/recipe.py)")
+            state, self.content_encoder_sha256 = load_content_encoder(path, int(cfg["nef"]), int(cfg["n_down"]))
         if float(cfg["vgg_w"]) > 0:
             from .perceptual import load_vgg19
             self.vgg = load_vgg19(cfg["vgg19"], self.device)
@@ -193,12 +200,15 @@ class GPUNITRecipe(Recipe):
             for c in range(self.num_classes):
                 codes[c].append(style[b["label"].to(self.device) == c])
         cfg, samplers, means = self.config, [], []
-        for c in range(self.num_classes):
-            w = torch.cat(codes[c]) if codes[c] else torch.zeros(0, int(cfg["style_dim"]), device=self.device)
-            if w.shape[0] < 2:
-                raise UnitEvalError(f"gpunit: class {c} has {w.shape[0]} training image(s); its style sampler needs at least 2")
-            means.append(w.double().mean(0).float())
-            with torch.enable_grad():
+        # the samplers' draws must not move the training RNG (mid-run snapshots finalize too); the loop restores
+        # the CPU generator itself, fork_rng also the CUDA one
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            for c in range(self.num_classes):
+                w = torch.cat(codes[c]) if codes[c] else torch.zeros(0, int(cfg["style_dim"]), device=self.device)
+                if w.shape[0] < 2:
+                    raise UnitEvalError(f"gpunit: class {c} has {w.shape[0]} training image(s); its style sampler needs at least 2")
+                means.append(w.double().mean(0).float())
                 samplers.append(fit_sampler(w, noise_dim=int(cfg["noise_dim"]), hidden=int(cfg["sampler_hidden"]),
                                             samples=int(cfg["sampler_samples"]), mitigate_style_bias=bool(cfg["mitigate_style_bias"])))
         self.samplers = samplers
