@@ -45,14 +45,19 @@ CONTENT_ENCODER_ENV = "UNIT_EVAL_GPUNIT_CONTENT_ENCODER"
 
 PUBLISHED = {
     "stage": 2,
+    # data: dataset.py:250-251 resize_and_crop, load 286, crop 256, flip (dataset.py:101-125); train.py:30-31
     "img_size": 256, "load_size": 286, "resize_mode": "square", "hflip": True, "batch_size": 16, "iters": 75_000,
+    # networks: content_encoder.py:68 nef 64; generator.py:106-111 ngf 64, style code 256; discriminator.py:61-63
     "nef": 64, "n_down": 5, "ngf": 64, "style_nef": 64, "style_dim": 256, "dis_nf": 64, "dis_max": 512,
+    # optimisation: train.py:29, 260-261 (Adam, both nets), util.py:63 / train.py:190 (EMA)
     "lr": 1e-4, "betas": [0.0, 0.99], "weight_decay": 1e-4, "ema_beta": 0.999,
+    # losses: train.py:34-36, 37, 149 (VGG weight 1 inside L_rec), 43-46
     "lambda_content": 1.0, "lambda_style": 50.0, "lambda_mask": 1.0, "lambda_rec": 1.0, "vgg_w": 1.0,
     "style_layer": 4, "use_allskip": False, "flip_style": True,
+    # style sampler: train.py:89-91, sampler.py:24-28
     "noise_dim": 128, "sampler_hidden": 128, "sampler_samples": 2_000_000, "mitigate_style_bias": False,
     "content_encoder": None, "vgg19": None,
-    # stage 1
+    # stage 1: prior_distillation.py:22-30 (lr, iters 45000, batch 16, weights), 170 (betas); content_encoder.py:192, 202
     "masks": None, "s1_lr": 2e-4, "s1_betas": [0.9, 0.999], "s1_embed_dim": 128, "s1_noise": 0.2,
     "lambda_app_rec": 1.0, "lambda_shape_rec": 5.0, "lambda_reg": 0.001, "lambda_class": 1.0,
     "lambda_feat_dist": 1.0, "lambda_shape_dist": 5.0,
