@@ -650,3 +650,28 @@ def test_stage1_run_save_roundtrip_is_weights_only(tmp_path):
     save_run(tmp_path / "s2.pt", model="gpunit", config={"stage": 2}, state_dict={}, meta={})
     with pytest.raises(UnitEvalError, match="not a gpunit stage-I run"):
         load_content_encoder(tmp_path / "s2.pt", 8, 3)
+
+
+def test_unit_eval_train_gpunit_on_the_command_line(digits3, encoder_file, tmp_path, capsys, monkeypatch):
+    """``unit-eval train gpunit`` as a user runs it: stage II with the content encoder given by ``--set``, the run's
+    JSON summary on stdout; without an encoder, one line and exit 1 before any work."""
+    from unit_eval.cli import main
+
+    monkeypatch.delenv("UNIT_EVAL_GPUNIT_CONTENT_ENCODER", raising=False)
+    before = torch.get_num_threads()
+    out = tmp_path / "cli_run"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "gpunit", "--data", str(digits3), "--out", str(out), "--toy", "--iters", "2", "--device", "cpu",
+              "--quiet", "--json", "--set", f"content_encoder={encoder_file}", "--set", "sampler_samples=60"])
+    torch.set_num_threads(before)
+    captured = capsys.readouterr()
+    assert exc.value.code in (0, None), captured.err
+    summary = json.loads(captured.out)
+    assert summary["iterations"] == 2 and (out / "run.pt").is_file()
+    assert load_checkpoint_translator(out / "run.pt").domain_names == ["0", "1", "2"]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "gpunit", "--data", str(digits3), "--out", str(tmp_path / "none"), "--toy", "--iters", "1",
+              "--device", "cpu", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 1 and len(err.splitlines()) == 1 and "content encoder" in err, err
+    assert not (tmp_path / "none" / "run.pt").exists()
