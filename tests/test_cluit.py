@@ -95,6 +95,12 @@ def test_published_config_and_refusals():
     assert (cfg["img_size"], cfg["batch_size"], cfg["iters"]) == (128, 32, 100_000)
     assert (cfg["tau"], cfg["queue_size"], cfg["proj_dim"], cfg["sty_dim"], cfg["n_patches"]) == (0.07, 2048, 256, 128, 4)
     assert CluitRecipe.default_iters == 100_000
+    # blank in the paper's stored text; the defaults of the one public code with CLUIT's names (recipe docstring)
+    assert (cfg["w_con"], cfg["w_cyc"], cfg["w_sty"], cfg["r1_gamma"], cfg["r1_every"]) == (0.1, 3.0, 1.0, 10.0, 16)
+    assert (cfg["lr"], cfg["betas"]) == (5e-5, [0.0, 0.99])
+    r = CluitRecipe(CluitRecipe.default_config(iters=5, toy=True), 1, torch.device("cpu"))
+    assert r.opt_G.defaults["betas"] == (0.0, 0.99) and r.opt_G.defaults["lr"] == 5e-5
+    assert r.opt_D.defaults["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)), abs=1e-15)
     toy = CluitRecipe.default_config(iters=5, toy=True)
     assert (toy["img_size"], toy["batch_size"], toy["ch"]) == (32, 4, 8)
     for kwargs, message in (({"k": 3}, "no number of domains"), ({"batch_size": 5}, "even batch size"),
@@ -223,11 +229,12 @@ def test_lazy_r1_only_every_interval_with_its_scale(digits):
     queue0 = r.queue.clone()
     hist = [r.train_step(b, it) for it, b in enumerate(_batches(digits, 4))]
     assert ["D/r1" in h for h in hist] == [True, False, False, True]
+    w_con, w_sty, w_cyc = 0.1, 1.0, 3.0  # the published defaults (test_published_config_and_refusals)
     for h in hist:
-        base = h["D/real"] + h["D/fake"] + h["D/con"]
+        base = h["D/real"] + h["D/fake"] + w_con * h["D/con"]
         extra = 3 * 2.0 * h["D/r1"] if "D/r1" in h else 0.0
         assert h["D/total"] == pytest.approx(base + extra, rel=1e-5)
-        assert h["G/total"] == pytest.approx(h["G/adv"] + h["G/style"] + h["G/cyc"], rel=1e-5)
+        assert h["G/total"] == pytest.approx(h["G/adv"] + w_sty * h["G/style"] + w_cyc * h["G/cyc"], rel=1e-5)
         assert all(math.isfinite(v) for v in h.values())
     assert hist[0]["D/r1"] > 0
     # the dictionary: first in, first out, 4 keys per step, unit vectors

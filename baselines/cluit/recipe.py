@@ -26,14 +26,17 @@ model's 17.84 / 96.1 of Table 2), crops of
 
 Left open: Eq. 6 has three loss weights, and Sec. 4 "Implementation" / A.2 give two of them, R1's gamma for AFHQ,
 Adam's betas and the learning rate, but the stored paper text has lost every one of those numbers ("We set [.] and
-[.] in Equation 6", "[.] for CelebA and [.] for AFHQ", "with [.] and [.]", "set to [.]"). Chosen here, each a
-``--set`` key:
+[.] in Equation 6", "[.] for CelebA and [.] for AFHQ", "with [.] and [.]", "set to [.]"). No official code is public.
+The one public code found with CLUIT's own names (a package ``cluit`` whose ``CLUIT`` model has the paper's tau 0.07,
+dictionary 2048, 256-d representation, 128-d style and lazy R1 every 16 steps) is a derivative that replaces the
+generator's contrastive style loss with a CLIP loss; its other defaults are taken here, each a ``--set`` key:
 
-- ``w_sty`` 1, ``w_cyc`` 1, ``w_con`` 1: StarGAN v2's AFHQ weights for its style and cycle terms (lambda_sty =
-  lambda_cyc = 1), the code base the architecture tables follow; the discriminator's contrastive term unweighted.
-- ``r1_gamma`` 1 (StarGAN v2's lambda_reg on AFHQ), ``r1_every`` 16 (StyleGAN2's lazy interval).
-- Adam lr 1e-4, betas (0, 0.99), no weight decay, for G, E and D alike: StarGAN v2's (its weight decay is not
-  mentioned by CLUIT and left out). ``ema_beta`` 0.999 (StarGAN v2).
+- ``w_con`` 0.1 (its ``lambda_Dcont``: D's contrastive term), ``w_cyc`` 3 (``lambda_cyc``), ``r1_gamma`` 10
+  (``gamma``), ``r1_every`` 16 (``lazy_r1_freq``), Adam lr 5e-5 with betas (0, 0.99) for G and E, and for D the
+  betas raised to the power r1_every / (r1_every + 1) (StyleGAN2's lazy-regularisation correction, as it does).
+- ``w_sty`` 1: its generator weight (``lambda_Gcont`` 7) scales a CLIP cosine loss, not this InfoNCE loss, so it
+  does not carry over; 1 is StarGAN v2's style weight, the code base the architecture tables follow.
+- ``ema_beta`` 0.999 (StarGAN v2); no weight decay.
 - Keys of the positive views and of the references come from D_ema, the momentum encoder of MoCo [9] the paper
   follows ("a memory bank architecture following MOCO"), momentum = ``ema_beta``; TUNIT does the same with its
   EMA guiding network. The dictionary starts as random unit vectors (MoCo's initial queue).
@@ -66,8 +69,8 @@ PAPER_ITERS = 100_000
 
 PUBLISHED = {
     "img_size": 128, "load_size": None, "hflip": True, "batch_size": 32, "ch": 64, "max_ch": 512, "sty_dim": 128,
-    "proj_dim": 256, "tau": 0.07, "queue_size": 2048, "n_patches": 4, "w_con": 1.0, "w_sty": 1.0, "w_cyc": 1.0,
-    "r1_gamma": 1.0, "r1_every": 16, "lr": 1e-4, "betas": [0.0, 0.99], "ema_beta": 0.999, "amp": False,
+    "proj_dim": 256, "tau": 0.07, "queue_size": 2048, "n_patches": 4, "w_con": 0.1, "w_sty": 1.0, "w_cyc": 3.0,
+    "r1_gamma": 10.0, "r1_every": 16, "lr": 5e-5, "betas": [0.0, 0.99], "ema_beta": 0.999, "amp": False,
     "iters": PAPER_ITERS, "toy": False,
 }
 TOY = {"img_size": 32, "batch_size": 4, "ch": 8, "max_ch": 32, "sty_dim": 16, "proj_dim": 16, "queue_size": 64}
@@ -108,7 +111,9 @@ class CluitRecipe(Recipe):
         self.G_ema, self.E_ema, self.D_ema = make_ema(self.G), make_ema(self.E), make_ema(self.D)
         lr, betas = float(cfg["lr"]), tuple(float(b) for b in cfg["betas"])
         self.opt_G = torch.optim.Adam(list(self.G.parameters()) + list(self.E.parameters()), lr=lr, betas=betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=betas)
+        # lazy R1 (StyleGAN2): D's momentum spans the same time with one extra step every r1_every
+        c = int(cfg["r1_every"]) / (int(cfg["r1_every"]) + 1) if int(cfg["r1_every"]) > 0 else 1.0
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=lr, betas=tuple(b ** c for b in betas))
         queue = F.normalize(torch.randn(int(cfg["queue_size"]), int(cfg["proj_dim"]), device=self.device), dim=1)
         if self.distributed:
             torch.distributed.broadcast(queue, 0)
