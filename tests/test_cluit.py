@@ -4,6 +4,7 @@ aggregation, toy training through the shared loop, run.pt round trip, seeded det
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -227,16 +228,40 @@ def test_first_half_inputs_second_half_references(digits):
 def test_lazy_r1_only_every_interval_with_its_scale(digits):
     r = _recipe(r1_every=3, r1_gamma=2.0)
     queue0 = r.queue.clone()
-    hist = [r.train_step(b, it) for it, b in enumerate(_batches(digits, 4))]
+    steps, adam_step = [], r.opt_D.step
+
+    def record(*args, **kwargs):  # D's weights and gradients at each of its optimiser steps
+        steps.append(({n: p.detach().clone() for n, p in r.D.named_parameters()},
+                      {n: p.grad.detach().clone() for n, p in r.D.named_parameters() if p.grad is not None}))
+        return adam_step(*args, **kwargs)
+
+    r.opt_D.step = record
+    batches = _batches(digits, 4)
+    hist = [r.train_step(b, it) for it, b in enumerate(batches)]
+    # the R1 step (the second D step of iteration 0) descends r1_every * gamma * 0.5 E||grad_x D(x)||^2, by hand
+    weights, grads = steps[1]
+    D = copy.deepcopy(r.D)
+    D.load_state_dict(weights, strict=False)
+    x = batches[0]["main"]["image"].detach().clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(D.logit(x).sum(), x, create_graph=True)
+    penalty = 3 * 2.0 * 0.5 * gx.pow(2).flatten(1).sum(1).mean()
+    names = [n for n, _ in D.named_parameters()]
+    expected = torch.autograd.grad(penalty, list(D.parameters()), allow_unused=True)
+    for name, g in zip(names, expected):
+        if g is not None:
+            assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-7), name
     assert ["D/r1" in h for h in hist] == [True, False, False, True]
     w_con, w_sty, w_cyc = 0.1, 1.0, 3.0  # the published defaults (test_published_config_and_refusals)
     for h in hist:
-        base = h["D/real"] + h["D/fake"] + w_con * h["D/con"]
-        extra = 3 * 2.0 * h["D/r1"] if "D/r1" in h else 0.0
-        assert h["D/total"] == pytest.approx(base + extra, rel=1e-5)
+        assert h["D/total"] == pytest.approx(h["D/real"] + h["D/fake"] + w_con * h["D/con"], rel=1e-5)
         assert h["G/total"] == pytest.approx(h["G/adv"] + w_sty * h["G/style"] + w_cyc * h["G/cyc"], rel=1e-5)
         assert all(math.isfinite(v) for v in h.values())
     assert hist[0]["D/r1"] > 0
+    # R1 is its own D step (StyleGAN2's lazy regularisation): 4 iterations, 2 of them lazy, 6 Adam steps for the
+    # GAN logit's weights (the representation head gets no R1 gradient and stays at 4)
+    counts = {n: float(r.opt_D.state[p]["step"]) for n, p in r.D.named_parameters()}
+    assert {counts[n] for n in grads} == {6.0} and {c for n, c in counts.items() if n not in grads} == {4.0}
+    assert {float(s["step"]) for s in r.opt_G.state.values()} == {4.0}
     # the dictionary: first in, first out, 4 keys per step, unit vectors
     assert r.queue.shape == (64, 16) and torch.equal(r.queue[:48], queue0[16:])
     assert torch.allclose(r.queue.norm(dim=1), torch.ones(64), atol=1e-5)

@@ -8,9 +8,9 @@ One iteration (``train_step``) on a batch x of B images (B even; under DDP each 
 2. **D step**: non-saturating loss on D(x) (all B reals) and D(x_fake) (Eq. 2), plus
    ``w_con`` x L_con (Eq. 1): the normalised representation of every real image (query, D) against that of its
    augmented view (key, from the momentum copy D_ema) and the dictionary of ``queue_size`` negatives, temperature
-   ``tau``. Lazy R1 ([26], A.2): on iterations with ``iteration % r1_every == 0`` only,
-   ``r1_every * gamma/2 * E||grad_x D(x)||^2`` on the reals (StyleGAN2's lazy regularisation scales the
-   penalty by its interval so that its average weight is unchanged).
+   ``tau``. Lazy R1 ([26], A.2): on iterations with ``iteration % r1_every == 0`` only, a second D step on
+   ``r1_every * gamma/2 * E||grad_x D(x)||^2`` of the reals (StyleGAN2's lazy regularisation: its own step, the
+   penalty scaled by its interval so that its average weight is unchanged).
 3. **G step** (G and E, D frozen): g_nonsat(D(x_fake)) + ``w_sty`` x L_style + ``w_cyc`` x L_cyc, with
    L_cyc = |x_in - G(x_fake, E(x_in))|_1 (Eq. 3) and L_style (Eq. 4-5) the contrastive loss between the patch-mean
    representation of x_fake (through D) and that of x_ref (through D_ema), against the same dictionary: ``n_patches``
@@ -143,23 +143,26 @@ class CluitRecipe(Recipe):
 
         # ---------------- D step
         self.D.requires_grad_(True)
-        x_real = x.detach().requires_grad_(lazy)
-        real_logit, z_real = self.D(x_real)  # float32: R1 needs an accurate input gradient
+        real_logit, z_real = self.D(x)
         with self.autocast():
             fake_logit = self.D.logit(x_fake.float())
         l_real, l_fake = d_nonsat(real_logit, fake_logit)
         l_con = contrastive_loss(z_real, keys, self.queue, tau)
         d_loss = l_real + l_fake + float(cfg["w_con"]) * l_con
         out = {"D/real": l_real.item(), "D/fake": l_fake.item(), "D/con": l_con.item()}
-        if lazy:
-            r1 = r1_penalty(real_logit, x_real)
-            d_loss = d_loss + int(cfg["r1_every"]) * float(cfg["r1_gamma"]) * r1
-            out["D/r1"] = r1.item()
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
         self._grads(self.D)
         self.opt_D.step()
         out["D/total"] = d_loss.item()
+        if lazy:  # its own D step (StyleGAN2's lazy regularisation, which D's Adam betas are corrected for)
+            x_real = x.detach().requires_grad_(True)
+            r1 = r1_penalty(self.D.logit(x_real), x_real)  # float32: R1 needs an accurate input gradient
+            self.opt_D.zero_grad(set_to_none=True)
+            (int(cfg["r1_every"]) * float(cfg["r1_gamma"]) * r1).backward()
+            self._grads(self.D)
+            self.opt_D.step()
+            out["D/r1"] = r1.item()
 
         # ---------------- G step (G and E)
         self.D.requires_grad_(False)
