@@ -12,6 +12,7 @@ as ``metrics/fid.py`` writes it (``np.mean``, ``np.cov``, ``scipy.linalg.sqrtm``
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from unit_eval.cli import cli
 from unit_eval.datasets import resolve_dataset
 from unit_eval.errors import UnitEvalError
 from unit_eval.evaluation import ProtocolRunner, Settings
@@ -475,3 +478,20 @@ def test_bootstrap_intervals_per_task_and_mean(digits3):
     assert set(result.intervals) == {"fid"} and set(result.intervals["fid"]) == set(result.values["fid"])
     assert all(r["ci_low"] is not None and r["ci_low"] <= r["ci_high"] for r in result.rows("tiny"))
     assert made["stargan-v2"].files_calls == 3 * 4  # each class's train set extracted once, not once per task
+
+
+def test_folders_with_unit_eval_fd_equal_calculate_fid_given_paths(digits, provided, tmp_path):
+    """``unit-eval fd --features torchvision-inception --size S --resize-filter bilinear REAL FAKE``: StarGAN v2's
+    ``calculate_fid_given_paths([REAL, FAKE], img_size=S)`` on folders of saved images (e.g. the official code's own
+    outputs), against torchvision + numpy/scipy on the same files."""
+    path, state, digest = provided
+    real, fake = digits / "train", digits / "test"  # 40 px train images: the first resize (to 32) is exercised
+    result = CliRunner().invoke(cli, ["fd", str(real), str(fake), "--features", "torchvision-inception", "--size",
+                                      str(SIZE), "--resize-filter", "bilinear", "--device", "cpu", "--no-cache", "--json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    want = official_fid(official_features(state, sorted(real.rglob("*.png"))),
+                        official_features(state, sorted(fake.rglob("*.png"))))
+    assert got["fid_torchvision"] == pytest.approx(want, rel=1e-6)
+    assert got["weights_sha256"] == digest and got["preprocessing"] == "stargan-v2"
+    assert (got["n_real"], got["n_fake"]) == (6, 4)

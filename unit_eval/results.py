@@ -35,7 +35,7 @@ Row = TypedDict("Row", {
     "feature_dim": "int | None", "ci_low": "float | None", "ci_high": "float | None", "ci_level": "float | None",
     "bootstrap": "int | None", "bootstrap_std": "float | None",
 })
-GAUSSIAN_METRICS = ("fid", "mfid", "fd_dinov2", "fd_dinov2_vitb14", "fd_clip")  # metrics of Gaussians fitted to features: biased when samples < dimensions
+GAUSSIAN_METRICS = ("fid", "mfid", "fd_dinov2", "fd_dinov2_vitb14", "fd_clip", "fid_torchvision")  # metrics of Gaussians fitted to features: biased when samples < dimensions
 INTERVAL_KEYS = ("ci_low", "ci_high", "ci_level", "bootstrap", "bootstrap_std")
 
 

@@ -11,7 +11,7 @@ from .common import emit, json_option
 from .metrics import _is_main, results_options
 
 _FD_METRIC = {"inception": "fid", "dinov2-vitl14": "fd_dinov2", "dinov2-vitb14": "fd_dinov2_vitb14",
-              "clip-vitl14-336": "fd_clip"}
+              "clip-vitl14-336": "fd_clip", "torchvision-inception": "fid_torchvision"}
 
 
 def _options(fn):
@@ -108,7 +108,8 @@ def _finish(result, out, run_name, fake, as_json) -> None:
               show_default=True, help="The feature space (dinov2-vitl14: FD_DINOv2 as dgm-eval and EDM2).")
 @click.option("--preprocessing", default=None,
               help="The extractor's preprocessing [DINOv2: dgm-eval-pil (default) or edm2-torch; "
-                   "inception: tf1-bilinear; CLIP: cmmd-pil].")
+                   "inception: tf1-bilinear; CLIP: cmmd-pil; torchvision-inception: stargan-v2, StarGAN v2's "
+                   "calculate_fid_given_paths with --size IMG_SIZE --resize-filter bilinear].")
 @_options
 @json_option
 def fd_command(real, fake, features, preprocessing, weights, size, resize_filter, batch_size, device, workers,

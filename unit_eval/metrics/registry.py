@@ -21,7 +21,10 @@ class MetricInfo:
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
-        MetricInfo("fid", False, "FID", "Frechet Inception distance (TF-Inception pool3)", 1),
+        MetricInfo("fid", False, "FID", "Frechet Inception distance (TF-Inception pool3; stargan-v2-fid: torchvision's "
+                   "ImageNet Inception, named in the row's extractor)", 1),
+        MetricInfo("fid_torchvision", False, "FID (tv)", "Frechet distance on torchvision's ImageNet Inception-V3 "
+                   "avgpool features (StarGAN v2 / GP-UNIT; unit-eval fd --features torchvision-inception)", 1),
         MetricInfo("mfid", False, "mFID", "mean of class-wise FIDs", 1),
         MetricInfo("kid", False, "KID", "kernel Inception distance (unbiased MMD^2, polynomial kernel, subset mean)", 4),
         MetricInfo("kid_std", False, "KID std", "standard deviation of KID over its subsets (torch-fidelity's)", 4,
