@@ -74,12 +74,16 @@ def test_fid_bootstrap_is_seeded_and_surrounds_the_value(extractor, digits_real,
     assert summary(folder_fid(digits_real, digits_fake, extractor))["fid"] == first["fid"]  # the value is unchanged
 
 
-def _evaluate(session_args, model, run, seed, plan):
+def _session(session_args, plan):
+    """One evaluation session for every model of a test (its real sets are extracted once, as in a sweep)."""
     from unit_eval.evaluation.api import Session, make_settings
 
     settings = make_settings(device="cpu", bootstrap=plan, no_cache=True, progress=False)
-    session = Session(session_args["protocols"], data=session_args["data"], data_root=None, settings=settings,
-                      extractor_factory=session_args["extractor_factory"])
+    return Session(session_args["protocols"], data=session_args["data"], data_root=None, settings=settings,
+                   extractor_factory=session_args["extractor_factory"])
+
+
+def _evaluate(session, model, run, seed):
     _, rows = session.run(session.jobs([seed]), model=model, evaluated={"kind": "reference-model"}, run_name=run)
     return rows
 
@@ -100,16 +104,16 @@ def test_check_with_significance_on_digits(tmp_path, extractor):
     data = digits_subset(materialize("digits", progress=False), tmp_path / "digits", 12, 4)
     (tmp_path / "p.toml").write_text(PROTOCOL)
     args = {"protocols": [str(tmp_path / "p.toml")], "data": str(data), "extractor_factory": lambda _: extractor}
-    plan = BootstrapPlan(300)
-    baseline = _evaluate(args, ReferenceCopy(32), "model", 0, plan)
-    rerun = _evaluate(args, ReferenceCopy(32), "model", 1, plan)
-    worse = _evaluate(args, SourceCopy(32), "model", 0, plan)
+    session = _session(args, BootstrapPlan(100))
+    baseline = _evaluate(session, ReferenceCopy(32), "model", 0)
+    rerun = _evaluate(session, ReferenceCopy(32), "model", 1)
+    worse = _evaluate(session, SourceCopy(32), "model", 0)
     mean = {name: {r["metric"]: r for r in rows if r["class"] == "mean"}
             for name, rows in (("base", baseline), ("rerun", rerun), ("worse", worse))}
     # class-wise KID beside class-wise FID, from the same fakes; rows say their feature dimension and intervals
     assert {"mfid", "mkid"} <= set(mean["base"])
     for row in (mean["base"]["mfid"], mean["base"]["mkid"]):
-        assert row["feature_dim"] == 2048 and row["bootstrap"] == 300
+        assert row["feature_dim"] == 2048 and row["bootstrap"] == 100
         assert row["ci_low"] < row["value"] < row["ci_high"]
     assert mean["worse"]["mfid"]["value"] > mean["base"]["mfid"]["value"] + 5 * mean["base"]["mfid"]["bootstrap_std"]
     paths = {}
