@@ -257,5 +257,19 @@ def published_config(name: str, published: dict, toy: dict, extra: dict, iters) 
     return cfg
 
 
+def resize_crop_config(name: str, published: dict, toy: dict, extra: dict, iters, img_size, batch_size) -> dict:
+    """:func:`published_config` with ``--img-size`` and ``--batch-size`` of a recipe that resizes to ``load_size``
+    and crops ``img_size``: a new size keeps the published load/crop ratio (FUNIT 140/128, GP-UNIT 286/256) unless
+    ``load_size`` is given."""
+    cfg = published_config(name, published, toy, extra, iters)
+    if img_size is not None:
+        cfg["img_size"] = int(img_size)
+        if extra.get("load_size") is None:
+            cfg["load_size"] = int(round(int(img_size) * published["load_size"] / published["img_size"]))
+    if batch_size is not None:
+        cfg["batch_size"] = int(batch_size)
+    return cfg
+
+
 def _copy(value):
     return value.detach().clone() if torch.is_tensor(value) else value

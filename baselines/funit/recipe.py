@@ -25,7 +25,7 @@ from unit_eval.errors import UnitEvalError
 from ..common.data import RESIZE_MODES
 from unit_eval.distributed import all_gather_cat, average_gradients, broadcast_module
 from ..common.ema import ema_update, make_ema
-from ..common.recipe import Recipe, published_config
+from ..common.recipe import Recipe, resize_crop_config
 from . import losses
 from .adapter import FUNITTranslator
 from .networks import GEN_KEYS, FewShotGenerator, ProjectionResDiscriminator, init_weights_kaiming
@@ -69,15 +69,8 @@ class FUNITRecipe(Recipe):
     def default_config(cls, *, iters, img_size=None, batch_size=None, k=None, **extra):
         if k is not None:
             raise UnitEvalError("funit has no pseudo-domain count; drop --k (FUNIT uses the class folders)")
-        cfg = published_config("funit", PUBLISHED, TOY, extra, iters)
-        if img_size is not None:
-            cfg["img_size"] = int(img_size)
-            if extra.get("load_size") is None:
-                # keep the official 140/128 resize-then-crop ratio
-                cfg["load_size"] = int(round(int(img_size) * PUBLISHED["load_size"] / PUBLISHED["img_size"]))
-        if batch_size is not None:
-            cfg["batch_size"] = int(batch_size)
-        return cfg  # validated when the recipe is built (after the loop's --set overrides)
+        # validated when the recipe is built (after the loop's --set overrides)
+        return resize_crop_config("funit", PUBLISHED, TOY, extra, iters, img_size, batch_size)
 
     def __init__(self, config, num_classes, device, distributed=False):
         super().__init__(config, num_classes, device, distributed)

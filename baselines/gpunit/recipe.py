@@ -34,7 +34,7 @@ from unit_eval.distributed import average_gradients, broadcast_module
 from unit_eval.errors import UnitEvalError
 
 from ..common.ema import ema_update, make_ema
-from ..common.recipe import Recipe, published_config
+from ..common.recipe import Recipe, resize_crop_config
 from . import losses
 from .adapter import GPUNITTranslator, gen_kwargs
 from .content_encoder import load_content_encoder
@@ -81,14 +81,7 @@ class GPUNITRecipe(Recipe):
     def default_config(cls, *, iters, img_size=None, batch_size=None, k=None, **extra):
         if k is not None:
             raise UnitEvalError("gpunit has no pseudo-domain count; drop --k (GP-UNIT uses the class folders)")
-        cfg = published_config("gpunit", PUBLISHED, TOY, extra, iters)
-        if img_size is not None:
-            cfg["img_size"] = int(img_size)
-            if extra.get("load_size") is None:
-                cfg["load_size"] = int(round(int(img_size) * PUBLISHED["load_size"] / PUBLISHED["img_size"]))
-        if batch_size is not None:
-            cfg["batch_size"] = int(batch_size)
-        return cfg
+        return resize_crop_config("gpunit", PUBLISHED, TOY, extra, iters, img_size, batch_size)
 
     def __init__(self, config, num_classes, device, distributed=False):
         super().__init__(config, num_classes, device, distributed)
