@@ -1,4 +1,4 @@
-"""The interface a bundled model's training recipe implements (TUNIT, FUNIT, UNIT).
+"""The interface a bundled model's training recipe implements (TUNIT, FUNIT, UNIT, CLUIT, GP-UNIT).
 
 Interface (announced to every baseline; keep in sync with ``baselines/common/loop.py``)
 ======================================================================================

@@ -1,4 +1,4 @@
-"""``unit-eval train {tunit,funit,unit} --data DIR --out RUN_DIR``: the bundled trainers; ``unit-eval train
+"""``unit-eval train {tunit,funit,unit,cluit,gpunit} --data DIR --out RUN_DIR``: the bundled trainers; ``unit-eval train
 classifier --data DATASET --out CLF.pt``: translation accuracy's oracle classifier (:mod:`unit_eval.classifier_train`).
 
 Progress (tqdm) and messages go to stderr; ``--json`` prints one summary object on stdout. The
@@ -31,7 +31,9 @@ def _parse_set(items: tuple[str, ...]) -> dict:
     return out
 
 
-# The options of every bundled model's trainer (``unit-eval train tunit|funit|unit``).
+LABELS = {"gpunit": "GP-UNIT (stage II; --set stage=1 for stage I)"}
+
+# The options of every bundled model's trainer (``unit-eval train tunit|funit|unit|cluit|gpunit``).
 _OPTIONS = [
     click.option("--data", "data", required=True, type=click.Path(file_okay=True, dir_okay=True),
                  help="Folder of class subfolders (UNIT: exactly the two domains as two subfolders)."),
@@ -99,7 +101,7 @@ def _baseline_command(model: str) -> click.Command:
     for option in reversed(_OPTIONS):
         command = option(command)
     return click.command(model, context_settings={"show_default": True},
-                         help=f"Train the bundled {model.upper()} baseline; writes RUN_DIR/run.pt (evaluate it with "
+                         help=f"Train the bundled {LABELS.get(model, model.upper())} baseline; writes RUN_DIR/run.pt (evaluate it with "
                               "`unit-eval evaluate --ckpt`).")(command)
 
 
@@ -117,5 +119,5 @@ class _TrainGroup(click.Group):
         return _baseline_command(name) if name in MODELS else None
 
 
-train_command = _TrainGroup("train", help="Train a bundled baseline (tunit, funit, unit; writes RUN_DIR/run.pt) or "
+train_command = _TrainGroup("train", help="Train a bundled baseline (tunit, funit, unit, cluit, gpunit; writes RUN_DIR/run.pt) or "
                                           "translation accuracy's oracle classifier (classifier; writes CLF.pt).")
