@@ -19,6 +19,21 @@ import torch
 
 from .conftest import write_digits
 
+
+def run_workers(tmp_path, worker_source: str, *args) -> subprocess.CompletedProcess:
+    """``worker_source`` on 2 gloo processes under torchrun (one thread each), with ``args``; asserts it exits 0."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(worker_source)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
+         *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
 WORKER = textwrap.dedent(
     """
     import json, sys
@@ -62,17 +77,8 @@ WORKER = textwrap.dedent(
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed not built")
 def test_two_process_gloo_training(tmp_path):
     data = write_digits(tmp_path / "digits", per_class=8)
-    worker = tmp_path / "worker.py"
-    worker.write_text(WORKER)
     out, result = tmp_path / "run", tmp_path / "result.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
-         str(data), str(out), str(result)],
-        capture_output=True, text=True, env=env, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_workers(tmp_path, WORKER, data, out, result)
     assert "<rank 0 done 4>" in proc.stdout and "<rank 1 done 4>" in proc.stdout
 
     res = json.loads(result.read_text())
@@ -152,17 +158,8 @@ def test_cluit_two_process_gloo_training(tmp_path):
     """CLUIT under gloo: each rank splits its own half-batch into an input and a reference; gradients are averaged,
     the MoCo dictionary gets both ranks' keys and stays identical, and the shared loop runs."""
     data = write_digits(tmp_path / "digits", per_class=4)
-    worker = tmp_path / "worker.py"
-    worker.write_text(CLUIT_WORKER)
     out, result = tmp_path / "run", tmp_path / "result.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
-         str(data), str(out), str(result)],
-        capture_output=True, text=True, env=env, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_workers(tmp_path, CLUIT_WORKER, data, out, result)
     assert "<rank 0 done 2>" in proc.stdout and "<rank 1 done 2>" in proc.stdout
     res = json.loads(result.read_text())
     sums = np.array(res["sums"])
@@ -221,17 +218,8 @@ def test_gpunit_two_process_gloo_training(tmp_path):
     torch.manual_seed(0)
     enc = tmp_path / "content_encoder.pt"
     torch.save(ContentEncoder(8, 3, 32, sn=True).state_dict(), enc)
-    worker = tmp_path / "worker.py"
-    worker.write_text(GPUNIT_WORKER)
     out, result = tmp_path / "run", tmp_path / "result.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env.pop("WORLD_SIZE", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
-         str(data), str(out), str(result), str(enc)],
-        capture_output=True, text=True, env=env, timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_workers(tmp_path, GPUNIT_WORKER, data, out, result, enc)
     assert "<rank 0 done 2>" in proc.stdout and "<rank 1 done 2>" in proc.stdout
     res = json.loads(result.read_text())
     sums = np.array(res["sums"])
