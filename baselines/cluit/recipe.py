@@ -120,10 +120,6 @@ class CluitRecipe(Recipe):
         self.queue = queue
 
     # ------------------------------------------------------------------ training
-    def _grads(self, *nets):
-        if self.distributed:
-            dist_.average_gradients(list(nets))
-
     def train_step(self, batch, iteration):
         cfg = self.config
         x = batch["main"]["image"]
@@ -152,7 +148,7 @@ class CluitRecipe(Recipe):
         out = {"D/real": l_real.item(), "D/fake": l_fake.item(), "D/con": l_con.item()}
         self.opt_D.zero_grad(set_to_none=True)
         d_loss.backward()
-        self._grads(self.D)
+        dist_.average_gradients([self.D])
         self.opt_D.step()
         out["D/total"] = d_loss.item()
         if lazy:  # its own D step (StyleGAN2's lazy regularisation, which D's Adam betas are corrected for)
@@ -160,7 +156,7 @@ class CluitRecipe(Recipe):
             r1 = r1_penalty(self.D.logit(x_real), x_real)  # float32: R1 needs an accurate input gradient
             self.opt_D.zero_grad(set_to_none=True)
             (int(cfg["r1_every"]) * float(cfg["r1_gamma"]) * r1).backward()
-            self._grads(self.D)
+            dist_.average_gradients([self.D])
             self.opt_D.step()
             out["D/r1"] = r1.item()
 
@@ -180,7 +176,7 @@ class CluitRecipe(Recipe):
         g_loss = g_adv + float(cfg["w_sty"]) * g_sty + float(cfg["w_cyc"]) * g_cyc
         self.opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
-        self._grads(self.G, self.E)
+        dist_.average_gradients([self.G, self.E])
         self.opt_G.step()
         self.D.requires_grad_(True)
         out.update({"G/adv": g_adv.item(), "G/style": g_sty.item(), "G/cyc": g_cyc.item(), "G/total": g_loss.item()})

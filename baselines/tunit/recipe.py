@@ -145,10 +145,6 @@ class TunitRecipe(Recipe):
         self.labelled = torch.from_numpy(mask).to(self.device)
 
     # ------------------------------------------------------------------ training
-    def _grads(self, *nets):
-        if self.distributed:
-            dist_.average_gradients(list(nets))
-
     def train_step(self, batch, iteration):
         cfg = self.config
         x = batch["main"]["image"]
@@ -187,7 +183,7 @@ class TunitRecipe(Recipe):
             e_loss = e_loss * float(cfg["joint_e_scale"])
         self.opt_C.zero_grad(set_to_none=True)
         e_loss.backward()
-        self._grads(self.C)
+        dist_.average_gradients([self.C])
         self.opt_C.step()
         out.update({"E/moco": moco.item(), "E/iic": mi.item(), "E/total": e_loss.item()})
 
@@ -211,7 +207,7 @@ class TunitRecipe(Recipe):
             d_loss = l_real + l_fake + float(cfg["w_r1"]) * r1
             self.opt_D.zero_grad(set_to_none=True)
             d_loss.backward()
-            self._grads(self.D)
+            dist_.average_gradients([self.D])
             self.opt_D.step()
 
             # ---------------- G step (G and E)
@@ -233,7 +229,7 @@ class TunitRecipe(Recipe):
             self.opt_G.zero_grad(set_to_none=True)
             self.opt_C.zero_grad(set_to_none=True)
             g_loss.backward()
-            self._grads(self.G, self.C)
+            dist_.average_gradients([self.G, self.C])
             self.opt_C.step()
             self.opt_G.step()
             self.D.requires_grad_(True)
