@@ -74,6 +74,26 @@ def n_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def flat_state(state, prefix: str = "") -> dict:
+    """A nested training state (dicts, lists of tensors and plain values) as ``{"a.0.b.": leaf}``."""
+    if isinstance(state, dict):
+        return {k2: v2 for k, v in state.items() for k2, v2 in flat_state(v, f"{prefix}{k}.").items()}
+    if isinstance(state, (list, tuple)):
+        return {k2: v2 for i, v in enumerate(state) for k2, v2 in flat_state(v, f"{prefix}{i}.").items()}
+    return {prefix: state}
+
+
+def assert_same_state(a, b) -> None:
+    """Two training states (resume.pt's ``recipe``) equal bit for bit, naming the first leaf that differs."""
+    fa, fb = flat_state(a), flat_state(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:
+        if isinstance(fa[k], torch.Tensor):
+            assert torch.equal(fa[k], fb[k]), k
+        else:
+            assert fa[k] == fb[k], k
+
+
 def assert_no_absolute_paths(rows: list[dict]) -> None:
     """Rows are shared and committed: no string anywhere in them is an absolute path of this machine."""
     def walk(node, where):

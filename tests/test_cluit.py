@@ -25,7 +25,7 @@ from unit_eval.checkpoint import save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import load_checkpoint_translator
 
-from .conftest import n_params, write_digits
+from .conftest import assert_same_state, n_params, write_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CPU = torch.device("cpu")
@@ -284,26 +284,11 @@ def runs(digits, tmp_path_factory):
     return root
 
 
-def _flat(state, prefix=""):
-    if isinstance(state, dict):
-        return {k2: v2 for k, v in state.items() for k2, v2 in _flat(v, f"{prefix}{k}.").items()}
-    if isinstance(state, (list, tuple)):
-        return {k2: v2 for i, v in enumerate(state) for k2, v2 in _flat(v, f"{prefix}{i}.").items()}
-    return {prefix: state}
-
-
-def _assert_same(a, b):
-    fa, fb = _flat(a), _flat(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        assert torch.equal(fa[k], fb[k]) if isinstance(fa[k], torch.Tensor) else fa[k] == fb[k], k
-
-
 def test_exact_resume_and_seeded_determinism(runs):
     a, b, c = (load_resume(runs / n / "resume.pt", "cluit") for n in "abc")
     assert a["iteration"] == b["iteration"] == 5
-    _assert_same(a["recipe"], b["recipe"])  # networks, EMA, optimisers, dictionary: 5 == 3 + resume + 2
-    _assert_same(a["recipe"], c["recipe"])  # same seed, fresh run
+    assert_same_state(a["recipe"], b["recipe"])  # networks, EMA, optimisers, dictionary: 5 == 3 + resume + 2
+    assert_same_state(a["recipe"], c["recipe"])  # same seed, fresh run
     la = [json.loads(line) for line in (runs / "a" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(line) for line in (runs / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in lb] == [1, 2, 3, 4, 5]

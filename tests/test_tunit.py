@@ -21,7 +21,7 @@ from unit_eval.checkpoint import save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import load_checkpoint_translator
 
-from .conftest import write_digits
+from .conftest import assert_same_state, write_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -175,36 +175,13 @@ def runs(digits, tmp_path_factory):
     return root
 
 
-def _flat(state, prefix=""):
-    out = {}
-    if isinstance(state, dict):
-        for k, v in state.items():
-            out.update(_flat(v, f"{prefix}{k}."))
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            out.update(_flat(v, f"{prefix}{i}."))
-    else:
-        out[prefix] = state
-    return out
-
-
-def _assert_same(a, b):
-    fa, fb = _flat(a), _flat(b)
-    assert fa.keys() == fb.keys()
-    for k in fa:
-        if isinstance(fa[k], torch.Tensor):
-            assert torch.equal(fa[k], fb[k]), k
-        else:
-            assert fa[k] == fb[k], k
-
-
 def test_exact_resume_and_seeded_determinism(runs):
     a = load_resume(runs / "a" / "resume.pt", "tunit")
     b = load_resume(runs / "b" / "resume.pt", "tunit")
     c = load_resume(runs / "c" / "resume.pt", "tunit")
     assert a["iteration"] == b["iteration"] == 6
-    _assert_same(a["recipe"], b["recipe"])  # nets, EMA, optimisers, queue: 6 == 4 + resume + 2
-    _assert_same(a["recipe"], c["recipe"])  # same seed, fresh run
+    assert_same_state(a["recipe"], b["recipe"])  # nets, EMA, optimisers, queue: 6 == 4 + resume + 2
+    assert_same_state(a["recipe"], c["recipe"])  # same seed, fresh run
     la = [json.loads(l) for l in (runs / "a" / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(l) for l in (runs / "b" / "log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in lb] == list(range(1, 7))
