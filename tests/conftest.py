@@ -1,7 +1,9 @@
 """Shared fixtures: real images (scikit-learn digits, scikit-image photos) written as folders."""
 from __future__ import annotations
 
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +70,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def det_uniform(tag: str, shape) -> torch.Tensor:
+    """Uniform [-1, 1) float64 values: splitmix64 of (crc32(tag), element index); integer arithmetic only, so the
+    same tensors on any machine (inputs and weights of the parity tests pinned from the authors' code)."""
+    n = math.prod(shape)
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        z = np.uint64(zlib.crc32(tag.encode())) * golden + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return torch.from_numpy(2.0 * u - 1.0).reshape(shape)
 
 
 def n_params(module) -> int:

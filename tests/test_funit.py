@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 
-import numpy as np
 import pytest
 import torch
 
-from .conftest import n_params, write_digits
+from .conftest import det_uniform, n_params, write_digits
 from unit_eval.baselines.common.data import load_eval_images, scan
 from unit_eval.baselines.common.loop import train
 from unit_eval.baselines.funit import losses
@@ -256,7 +254,7 @@ def test_gradient_penalty_matches_definition():
 # 1 thread, float32), built ``FewShotGen(OFFICIAL_GEN)`` and ``GPPatchMcResDis(OFFICIAL_DIS)``, set
 # every parameter ``name`` to ``_det_param(name, shape)`` (below: splitmix64 of crc32(name) and the
 # element index -> uniform [-1, 1), times sqrt(6 / fan_in) for weights and 0.1 for biases; no RNG of
-# either implementation is involved), fed ``_det_uniform("content"|"class", (2, 3, 32, 32))`` with
+# either implementation is involved), fed ``det_uniform("content"|"class", (2, 3, 32, 32))`` with
 # labels [0, 2] and recorded:
 #   resp, feat = dis(x_b, labels); reg = dis.calc_grad2(resp, x_b)      (x_b.requires_grad_())
 #   x_t = gen.decode(gen.enc_content(x_a), gen.enc_class_model(x_b))    (per-sample translation)
@@ -360,21 +358,8 @@ OFFICIAL_VALUES = [
 ]
 
 
-def _det_uniform(tag: str, shape) -> torch.Tensor:
-    """Uniform [-1, 1) float64 values: splitmix64 of (crc32(tag), element index); integer arithmetic only."""
-    n = math.prod(shape)
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = np.uint64(zlib.crc32(tag.encode())) * golden + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return torch.from_numpy(2.0 * u - 1.0).reshape(shape)
-
-
 def _det_param(name: str, shape) -> torch.Tensor:
-    v = _det_uniform(name, shape)
+    v = det_uniform(name, shape)
     return (v * math.sqrt(6.0 / math.prod(shape[1:])) if len(shape) > 1 else v * 0.1).float()
 
 
@@ -423,8 +408,8 @@ def test_networks_match_official_funit():
     gen = FewShotGenerator(**OFFICIAL_GEN)
     dis = ProjectionResDiscriminator(OFFICIAL_DIS["num_classes"], OFFICIAL_DIS["nf"], OFFICIAL_DIS["n_res_blks"])
     _load_official_weights(gen, dis)
-    x_a = _det_uniform("content", (2, 3, 32, 32)).float()
-    x_b = _det_uniform("class", (2, 3, 32, 32)).float().requires_grad_(True)
+    x_a = det_uniform("content", (2, 3, 32, 32)).float()
+    x_b = det_uniform("class", (2, 3, 32, 32)).float().requires_grad_(True)
     resp, feat = dis(x_b, torch.tensor([0, 2]))
     reg = losses.real_gradient_penalty(resp, x_b)
     with torch.no_grad():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 
 import numpy as np
 import pytest
@@ -28,7 +27,7 @@ from unit_eval.checkpoint import load_run, save_run
 from unit_eval.errors import UnitEvalError
 from unit_eval.translator import Translator, load_checkpoint_translator
 
-from .conftest import n_params, write_digits
+from .conftest import det_uniform, n_params, write_digits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -121,7 +120,7 @@ def test_default_config_is_the_published_one():
 #   Discriminator()(cat([g(feats, y), y]), 4) (logits and style feature)
 #   AutoEncoder(nf=8, ncls=5): decode(styleE(cat[x, y]), embed([1, 3]), z) (image, mask) and classify(z)
 #   _netT(128, 256)(e)
-# with x, y, z, e = _det_uniform("x" | "y" | "z" | "e", ...). The official names are ours, so the same state
+# with x, y, z, e = det_uniform("x" | "y" | "z" | "e", ...). The official names are ours, so the same state
 # dicts load here; the content encoder goes through ``official_to_ours`` (the official file's layout).
 OFFICIAL = {
     "enc": [(20.351388189010322, 30.52708335686475, 41.43343535399746),
@@ -146,19 +145,6 @@ OFFICIAL = {
 }
 
 
-def _det_uniform(tag: str, shape) -> torch.Tensor:
-    """Uniform [-1, 1) float64 values: splitmix64 of (crc32(tag), element index); integer arithmetic only."""
-    n = math.prod(shape)
-    golden = np.uint64(0x9E3779B97F4A7C15)
-    with np.errstate(over="ignore"):
-        z = np.uint64(zlib.crc32(tag.encode())) * golden + (np.arange(n, dtype=np.uint64) + np.uint64(1)) * golden
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    u = (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return torch.from_numpy(2.0 * u - 1.0).reshape(shape)
-
-
 def _det_state(module, prefix: str) -> dict:
     """Every tensor of ``module.state_dict()`` from its name: weights uniform * sqrt(6 / fan_in), vectors * 0.1,
     BatchNorm running_var 1 + |.| / 2, counters 10; spectral-norm u, v from 30 float64 power iterations
@@ -167,18 +153,18 @@ def _det_state(module, prefix: str) -> dict:
     for k, v in module.state_dict().items():
         shape = tuple(v.shape)
         if k.endswith("running_var"):
-            t = 1 + 0.5 * _det_uniform(prefix + k, shape).abs()
+            t = 1 + 0.5 * det_uniform(prefix + k, shape).abs()
         elif k.endswith("num_batches_tracked"):
             t = torch.tensor(10)
         elif len(shape) > 1:
-            t = _det_uniform(prefix + k, shape) * math.sqrt(6.0 / math.prod(shape[1:]))
+            t = det_uniform(prefix + k, shape) * math.sqrt(6.0 / math.prod(shape[1:]))
         else:
-            t = _det_uniform(prefix + k, shape) * 0.1
+            t = det_uniform(prefix + k, shape) * 0.1
         out[k] = t.to(v.dtype)
     for k in [k for k in out if k.endswith("_orig")]:
         base = k[:-5]
         w = out[k].double().reshape(out[k].shape[0], -1)
-        v = _det_uniform(prefix + base + "_v", (w.shape[1],))
+        v = det_uniform(prefix + base + "_v", (w.shape[1],))
         v = v / v.norm()
         for _ in range(30):
             u = w @ v
@@ -204,7 +190,7 @@ def test_networks_match_official_gpunit():
     and sampler compute the official functions (numbers pinned above)."""
     enc = ContentEncoder(8, 5, 256)
     enc.load_state_dict(official_to_ours(_det_state(ContentEncoder(8, 5, 256, sn=True), "enc."), 8, 5, "synthetic"))
-    x, y = _det_uniform("x", (1, 3, 256, 256)).float(), _det_uniform("y", (1, 3, 256, 256)).float()
+    x, y = det_uniform("x", (1, 3, 256, 256)).float(), det_uniform("y", (1, 3, 256, 256)).float()
     feats = enc.features(x)
     for f, want in zip(feats, OFFICIAL["enc"]):
         _close(_sums(f), want)
@@ -225,14 +211,14 @@ def test_networks_match_official_gpunit():
     _close(_sums(style), OFFICIAL["dis_style"])
     ae = AutoEncoder(5, 8, 5, 256, 128).eval()
     ae.load_state_dict(_det_state(ae, "ae."))
-    z = _det_uniform("z", (2, 1, 8, 8)).float()
+    z = det_uniform("z", (2, 1, 8, 8)).float()
     rec, mask = ae.decode(ae.styles(torch.cat([x, y])), ae.embed(torch.tensor([1, 3])), z)
     _close(_sums(rec), OFFICIAL["ae_rec"])
     _close(_sums(mask), OFFICIAL["ae_mask"])
     assert ae.classify(z).flatten().tolist() == pytest.approx([v for row in OFFICIAL["ae_cls"] for v in row], abs=2e-6)
     t = StyleSampler(128, 256, 128).eval()
     t.load_state_dict(_det_state(t, "T."))
-    _close(_sums(t(_det_uniform("e", (4, 128)).float())), OFFICIAL["netT"])
+    _close(_sums(t(det_uniform("e", (4, 128)).float())), OFFICIAL["netT"])
 
 
 def test_discriminator_head_is_the_style_images_domain_and_init_is_kaimings():
