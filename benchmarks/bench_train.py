@@ -94,6 +94,15 @@ GPUNIT_LOSS_PAIRS = (("g_adv", "Lg"), ("g_con", "Lcon"), ("g_sty", "Lsty"), ("g_
                      ("d_adv", "Ld"))
 
 
+def _git_commit(path) -> str | None:
+    """The checked-out commit of an official code folder (None when it is not a git checkout)."""
+    try:
+        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine() -> dict:
     import torch
 
@@ -370,12 +379,7 @@ def _child_official_gpunit(spec: dict) -> dict:
         raise RuntimeError(f"expected {total} moving_average() calls (one per iteration), saw {len(stamps)}")
     times = [stamps[0] - t0] + [b - a for a, b in zip(stamps, stamps[1:])]
     cpu = [b - a for a, b in zip([c0] + cpu_stamps, cpu_stamps)]
-    commit = None
-    try:
-        commit = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit = _git_commit(path)
     return {"iter_times_s": times, "iter_cpu_s": cpu, "losses": losses, "wall_s": wall, "rss_before_mb": rss_before,
             "shims": shims, "official_commit": commit,
             "config": {"img_size": 256, "load_size": 286, "batch_size": args.batch, "workers": workers, "amp": False}}
@@ -536,12 +540,7 @@ def _child_official(spec: dict) -> dict:
     if len(meters) != len(OFFICIAL_METER_NAMES):
         raise RuntimeError(f"expected {len(OFFICIAL_METER_NAMES)} AverageMeters in trainGAN_UNSUP, saw {len(meters)}")
     losses = {name: m.values for name, m in zip(OFFICIAL_METER_NAMES, meters) if m.values}
-    commit = None
-    try:
-        commit = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        pass
+    commit = _git_commit(path)
     return {"iter_times_s": times, "iter_cpu_s": cpu, "losses": losses, "wall_s": wall, "rss_before_mb": rss_before,
             "shims": shims,
             "official_commit": commit, "config": {"img_size": args.img_size, "batch_size": args.batch_size,
